@@ -1,0 +1,117 @@
+"""The CLI verbs. Each docstring's first line is the verb's --help."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from tunesmith.config import load_config
+
+
+def _config(args: argparse.Namespace) -> Any:
+    return load_config(args.config, args.overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prepare data, train, evaluate against the base model and export, in one go."""
+    from tunesmith.pipeline import run_all
+
+    outcome = run_all(_config(args), resume=args.resume)
+    _print_summary(outcome)
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    """Prepare data and train; checkpoints land in the run directory."""
+    from tunesmith.pipeline import run_train
+
+    outcome, *_ = run_train(_config(args), resume=args.resume)
+    _print_summary(outcome)
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Evaluate the run's last checkpoint (and the base model) on the test cases."""
+    from tunesmith.pipeline import eval_only
+
+    _print_summary(eval_only(_config(args)))
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    """Write the adapter and a merged model from the run's last checkpoint."""
+    from tunesmith.pipeline import export_only
+
+    _print_summary(export_only(_config(args)))
+    return 0
+
+
+RUN_VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": run, "train": train, "eval": evaluate, "export": export,
+}
+
+
+def data_preview(args: argparse.Namespace) -> int:
+    """Print examples token by token with the supervised spans marked."""
+    from tunesmith.config import RunConfig
+    from tunesmith.data.loading import load_conversations
+    from tunesmith.errors import ConfigError
+    from tunesmith.formatting.chat import ChatFormatter
+    from tunesmith.modeling.loading import load_model
+    from tunesmith.pipeline import _mapping
+    from tunesmith.reporting.preview import render_preview
+
+    config = load_config(args.config) if args.config else RunConfig()
+    files = [args.data] if args.data else config.data.train
+    if not files:
+        raise ConfigError(["name a data file or a --config with data.train"])
+    loaded = load_conversations(files, config.data.format, _mapping(config))
+    tokenizer = load_model(args.model or config.model.name, config.model.cache_dir).tokenizer
+    formatter = ChatFormatter(tokenizer, config.data.system_prompt, config.data.end_of_turn,
+                              config.data.train_on)
+    color = sys.stdout.isatty()
+    chosen = loaded.conversations[args.start : args.start + args.rows]
+    for conv in chosen:
+        print(render_preview(formatter, conv, color))
+    print(f"{loaded.summary()}; showing {len(chosen)}")
+    for reject in loaded.rejects[:10]:
+        print(f"dropped {reject.describe()}")
+    return 0
+
+
+def add_data_verbs(subparsers: Any, add_common: Callable[[argparse.ArgumentParser], None]
+                   ) -> None:
+    """Register data verbs that live in other modules (check, clean) when available."""
+    try:
+        from tunesmith.cli import data_commands
+    except ImportError:
+        return
+    data_commands.register(subparsers, add_common)
+
+
+def _print_summary(outcome: Any) -> None:
+    lines = [f"run directory: {outcome.run_dir}"]
+    data = outcome.data
+    if data:
+        lines.append(f"data: {data.get('train_examples')} train / {data.get('eval_examples')} "
+                     f"eval examples, {data.get('rejected_rows')} rows rejected "
+                     f"(data/rejects.jsonl), {data.get('truncated')} truncated")
+    result = outcome.training
+    if result is not None:
+        lines.append(f"training: {result.steps} steps in {result.seconds / 60:.1f} min, "
+                     f"{result.tokens_per_s:.0f} tokens/s, final loss {result.final_loss:.4f}")
+        if result.eval_losses:
+            step, loss = result.eval_losses[-1]
+            lines.append(f"eval loss at step {step}: {loss:.4f}")
+        lines += [f"warning: {w}" for w in result.warnings]
+    if outcome.scores:
+        from tunesmith.evaluation.runner import comparison_table
+
+        lines.append(comparison_table(outcome.scores))
+    if outcome.merge_max_abs_diff is not None:
+        lines.append(f"merged vs adapter max |logit diff|: {outcome.merge_max_abs_diff:.2e}")
+    for name, path in outcome.exports.items():
+        lines.append(f"export {name}: {path}")
+    print("\n".join(lines))

@@ -1,0 +1,109 @@
+"""`tunesmith` entry point: parse arguments, configure logging, turn errors into one line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable
+
+from tunesmith.errors import TunesmithError
+
+logger = logging.getLogger("tunesmith")
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def _setup_logging(verbose: bool) -> None:
+    rank = int(os.environ.get("RANK", "0"))
+    level = logging.DEBUG if verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname).1s %(message)s" if verbose
+                                           else "%(message)s"))
+    root = logging.getLogger("tunesmith")
+    root.handlers[:] = [handler] if rank == 0 else []
+    root.setLevel(level if rank == 0 else logging.ERROR)
+    root.propagate = False
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; each verb's help is its command function's docstring."""
+    from tunesmith.cli import commands
+
+    parser = argparse.ArgumentParser(prog="tunesmith", description=(
+        "Fine-tune a language model on your examples and measure whether it worked."))
+    _add_common(parser)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+    for name, func in commands.RUN_VERBS.items():
+        sub = verbs.add_parser(name, help=_first_line(func), description=func.__doc__)
+        _add_common(sub)
+        sub.add_argument("config", help="run config (YAML)")
+        sub.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.lr=1e-4")
+        if name in ("run", "train"):
+            sub.add_argument("--resume", action="store_true",
+                             help="continue from the run directory's last checkpoint")
+        sub.set_defaults(func=func)
+    data = verbs.add_parser("data", help="inspect, check and clean example files")
+    data_verbs = data.add_subparsers(dest="data_verb", required=True, metavar="COMMAND")
+    preview = data_verbs.add_parser("preview", help=_first_line(commands.data_preview),
+                                    description=commands.data_preview.__doc__)
+    _add_common(preview)
+    preview.add_argument("data", nargs="?", help="data file (default: the config's train)")
+    preview.add_argument("--config", help="run config for model and data settings")
+    preview.add_argument("--rows", type=int, default=1, help="how many examples to show")
+    preview.add_argument("--start", type=int, default=0, help="first example index")
+    preview.add_argument("--model", help="model name or path (overrides the config)")
+    preview.set_defaults(func=commands.data_preview)
+    commands.add_data_verbs(data_verbs, _add_common)
+    return parser
+
+
+def _first_line(func: Callable) -> str:
+    return (func.__doc__ or "").strip().splitlines()[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code."""
+    _quiet_libraries()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.debug)
+    try:
+        return int(args.func(args) or 0)
+    except TunesmithError as err:
+        if args.debug:
+            raise
+        print(f"tunesmith: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tunesmith: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the edge turns surprises into one line
+        if args.debug:
+            raise
+        print(f"tunesmith: internal error: {type(err).__name__}: {err} (rerun with --debug "
+              "for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

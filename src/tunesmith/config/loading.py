@@ -1,0 +1,179 @@
+"""Build a `RunConfig` from YAML and dotted overrides, reporting every problem at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunesmith.config.schema import RunConfig
+from tunesmith.errors import ConfigError
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (or start from defaults), apply `key.sub=value` overrides, validate.
+
+    `${VAR}` and `${VAR:-default}` in data paths are expanded; relative paths are taken from
+    the current directory.
+    """
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError([f"no such config file: {path}"], source)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError([f"not valid YAML: {err}"], source) from None
+        if not isinstance(raw, dict):
+            raise ConfigError(["the top level must be a mapping of sections"], source)
+    problems: list[str] = []
+    raw = apply_overrides(raw, overrides or [], problems)
+    config = _build(RunConfig, raw, "", problems)
+    if problems:
+        raise ConfigError(problems, source)
+    _resolve_paths(config)
+    return config
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str], problems: list[str]) -> dict:
+    """Set `a.b.c=value` items (values parsed as YAML) into a nested dict copy."""
+    result = _deep_copy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            problems.append(f"override {item!r}: expected key.sub=value")
+            continue
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            value = text
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                problems.append(f"override {item!r}: {part} is not a section")
+                break
+        else:
+            node[parts[-1]] = value
+    return result
+
+
+def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in raw.items()}
+
+
+def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
+    if not isinstance(raw, dict):
+        problems.append(f"{prefix.rstrip('.') or 'config'}: expected a mapping, found {raw!r}")
+        return cls()
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            problems.append(f"{prefix}{key}: unknown key{hint}")
+    values = {}
+    for name, f in fields.items():
+        if name not in raw:
+            continue
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, raw[name], f"{prefix}{name}.", problems)
+        else:
+            values[name] = _check_value(f"{prefix}{name}", raw[name], hint, f.metadata, problems)
+    return cls(**values)
+
+
+def _check_value(key: str, value: Any, hint: Any, meta: Any, problems: list[str]) -> Any:
+    value, ok = _coerce(value, hint)
+    if not ok:
+        problems.append(f"{key}: expected {_type_name(hint)}, found {value!r}")
+        return value
+    choices = meta.get("choices")
+    if choices and value is not None and value not in choices:
+        problems.append(f"{key}: expected one of {', '.join(map(str, choices))}, found {value!r}")
+    minimum = meta.get("minimum")
+    if minimum is not None and isinstance(value, int | float) and value < minimum:
+        problems.append(f"{key}: must be >= {minimum}, found {value!r}")
+    return value
+
+
+def _coerce(value: Any, hint: Any) -> tuple[Any, bool]:
+    """Return (value, ok); a single string becomes a one-item list where a list is expected."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        for option in args:
+            coerced, ok = _coerce(value, option)
+            if ok:
+                return coerced, True
+        return value, False
+    if hint is type(None):
+        return value, value is None
+    if hint is Any:
+        return value, True
+    origin = typing.get_origin(hint)
+    if origin is list:
+        if isinstance(value, str):
+            value = [value]
+        return value, isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if origin is dict:
+        return value, isinstance(value, dict)
+    if hint is float and isinstance(value, str):
+        # PyYAML reads `1e-3` (no dot) as a string; accept any numeric text.
+        try:
+            return float(value), True
+        except ValueError:
+            return value, False
+    if hint is float:
+        return (float(value), True) if isinstance(value, int | float) and not isinstance(
+            value, bool) else (value, False)
+    if hint is int:
+        return value, isinstance(value, int) and not isinstance(value, bool)
+    return value, isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    origin = typing.get_origin(hint)
+    if origin is list:
+        return "a list of strings"
+    if origin is dict:
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        hint, str(hint))
+
+
+def _resolve_paths(config: RunConfig) -> None:
+    for name in ("train", "eval", "test"):
+        files = getattr(config.data, name)
+        setattr(config.data, name, [str(Path(_expand(p)).expanduser()) for p in files])
+
+
+def _expand(path: str) -> str:
+    """Expand ${VAR} and ${VAR:-default} in a path."""
+    import os
+    import re
+
+    def sub(match: re.Match) -> str:
+        name, _, default = match.group(1).partition(":-")
+        return os.environ.get(name, default)
+
+    return re.sub(r"\$\{([^}]+)\}", sub, path)
+
+
+def to_dict(config: RunConfig) -> dict[str, Any]:
+    """The config as plain data (for the run directory's resolved config)."""
+    return dataclasses.asdict(config)

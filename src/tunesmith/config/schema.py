@@ -1,0 +1,99 @@
+"""Config sections as dataclasses. A field's `help` metadata is its documentation and the
+`choices` metadata the allowed values; both are checked by `config.loading`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def opt(default: Any, help: str, choices: tuple | None = None, minimum: float | None = None):  # noqa: ANN201, A002
+    """A dataclass field with documentation and validation metadata."""
+    meta = {"help": help, "choices": choices, "minimum": minimum}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    name: str = opt("smollm2-135m-instruct", "model alias, local HF dir, .gguf file or hub id")
+    cache_dir: str | None = opt(None, "where converted models are cached ($TUNESMITH_CACHE)")
+    dtype: str = opt("float32", "weight and compute dtype", ("float32", "bfloat16", "float16"))
+
+
+@dataclass
+class DataConfig:
+    train: list[str] = opt([], "training files (JSONL, JSON, CSV, Parquet)")
+    eval: list[str] = opt([], "held-out files for eval loss; empty = split from train")
+    test: list[str] = opt([], "files for generation metrics; empty = the eval split")
+    eval_fraction: float = opt(0.05, "share of train held out when data.eval is empty",
+                               minimum=0.0)
+    eval_max_rows: int = opt(500, "at most this many held-out rows for eval loss", minimum=1)
+    format: str = opt("auto", "row shape", ("auto", "messages", "sharegpt", "alpaca",
+                                            "prompt_completion", "text", "mapped"))
+    mapping: dict[str, Any] = opt({}, "templates for tables: user, assistant, "
+                                  "assistant_json, system, fields")
+    system_prompt: str | None = opt(None, "system message added to rows that have none")
+    end_of_turn: str | None = opt(None, "end-of-turn token; default: found from the template")
+    train_on: str = opt("all", "which assistant turns to supervise", ("all", "last"))
+    on_bad_row: str = opt("drop", "what a bad row does", ("drop", "fail"))
+    max_length: int = opt(1024, "longest example in tokens", minimum=8)
+    truncation: str = opt("drop", "what happens to longer rows", ("drop", "left", "right"))
+    workers: int = opt(1, "processes for tokenization", minimum=1)
+    seed: int = opt(0, "seed of the train/eval split")
+
+
+@dataclass
+class MethodConfig:
+    name: str = opt("lora", "fine-tuning method", ("lora", "rslora", "dora", "full"))
+    r: int = opt(16, "LoRA rank", minimum=1)
+    alpha: int = opt(32, "LoRA alpha (scale = alpha / r)", minimum=1)
+    dropout: float = opt(0.0, "LoRA dropout", minimum=0.0)
+    target_modules: list[str] | str = opt("all-linear", "modules that get adapters")
+    modules_to_save: list[str] = opt([], "modules trained in full beside LoRA")
+
+
+@dataclass
+class TrainingConfig:
+    epochs: float = opt(1.0, "passes over the training data", minimum=0.0)
+    max_steps: int | None = opt(None, "stop after this many optimizer steps")
+    batch_size: int = opt(8, "examples per micro-batch per process", minimum=1)
+    grad_accum: int = opt(1, "micro-batches per optimizer step", minimum=1)
+    lr: float = opt(2e-4, "peak learning rate", minimum=0.0)
+    schedule: str = opt("cosine", "learning-rate schedule", ("cosine", "linear", "constant"))
+    warmup_ratio: float = opt(0.03, "share of steps spent warming up", minimum=0.0)
+    weight_decay: float = opt(0.0, "AdamW weight decay", minimum=0.0)
+    max_grad_norm: float | None = opt(1.0, "gradient clipping norm; null = off")
+    eval_every: int = opt(100, "eval loss every N steps (0 = only at the end)", minimum=0)
+    save_every: int = opt(100, "checkpoint every N steps (0 = only at the end)", minimum=0)
+    keep_checkpoints: int = opt(2, "how many recent checkpoints to keep", minimum=1)
+    seed: int = opt(0, "seed for weights, dropout and data order")
+    threads: int | None = opt(None, "torch CPU threads; null = torch's default")
+    gradient_checkpointing: bool = opt(False, "recompute activations to save memory")
+
+
+@dataclass
+class EvalConfig:
+    enabled: bool = opt(True, "run generation metrics after training")
+    compare_base: bool = opt(True, "also evaluate the base model")
+    batch_size: int = opt(32, "prompts per generation batch", minimum=1)
+    max_new_tokens: int = opt(64, "generation limit per answer", minimum=1)
+    limit: int | None = opt(None, "evaluate only the first N test rows")
+
+
+@dataclass
+class ExportConfig:
+    adapter: bool = opt(True, "write the PEFT adapter directory")
+    merged: bool = opt(True, "write a merged transformers model directory")
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = opt("runs/latest", "run directory")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)

@@ -1,0 +1,1 @@
+"""Generation metrics before and after fine-tuning."""

@@ -1,0 +1,120 @@
+"""Evaluate one or more models on the same prompts and write every answer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesmith.data.records import Conversation, Message
+from tunesmith.evaluation.generation import generate
+from tunesmith.evaluation.metrics import answer_metrics, exact_match
+from tunesmith.formatting.chat import ChatFormatter, EncodedExample
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalCase:
+    """A prompt (all turns before the last trained answer) and its reference answer."""
+
+    messages: list[Message]
+    reference: str
+    ref: Any = None
+
+
+@dataclass
+class ModelScore:
+    """One model's metrics and answers."""
+
+    name: str
+    metrics: dict[str, Any]
+    answers: list[str] = field(default_factory=list)
+    stopped: list[bool] = field(default_factory=list)
+
+
+def cases_from(conversations: list[Conversation]) -> list[EvalCase]:
+    """Cut each conversation before its last trained assistant turn."""
+    cases = []
+    for conv in conversations:
+        last = max(i for i, m in enumerate(conv.messages) if m.role == "assistant" and m.weight)
+        cases.append(EvalCase(conv.messages[:last], conv.messages[last].content, conv.ref))
+    return cases
+
+
+def score_model(
+    name: str, model: Any, formatter: ChatFormatter, cases: list[EvalCase],
+    batch_size: int, max_new_tokens: int, eval_examples: list[EncodedExample] | None = None,
+) -> ModelScore:
+    """Generate greedy answers for every case and compute the metrics."""
+    tokenizer = formatter.tokenizer
+    prompts = [formatter.prompt_ids(case.messages) for case in cases]
+    stop_ids = sorted({formatter.end_of_turn_id, tokenizer.eos_token_id} - {None})
+    started = time.perf_counter()
+    outputs = generate(model, tokenizer, prompts, stop_ids, batch_size, max_new_tokens)
+    seconds = time.perf_counter() - started
+    answers = [o.text for o in outputs]
+    stopped = [o.stopped for o in outputs]
+    metrics = answer_metrics(answers, [c.reference for c in cases], stopped)
+    metrics["generation_s"] = round(seconds, 2)
+    metrics["generated_tokens_per_s"] = round(sum(len(o.token_ids) for o in outputs)
+                                              / seconds, 1) if seconds else 0.0
+    if eval_examples:
+        loss = held_out_loss(model, eval_examples, tokenizer.pad_token_id, batch_size)
+        metrics["eval_loss"] = loss
+        metrics["perplexity"] = math.exp(loss) if loss < 50 else float("inf")
+    logger.info("%s: exact match %.4f over %d cases", name, metrics.get("exact_match", 0),
+                len(cases))
+    return ModelScore(name, metrics, answers, stopped)
+
+
+def held_out_loss(model: Any, examples: list[EncodedExample], pad_id: int,
+                  batch_size: int) -> float:
+    """Mean supervised-token loss of a model on encoded examples."""
+    from tunesmith.training.loop import evaluate_loss
+    from tunesmith.training.loss import SupervisedLoss
+
+    return evaluate_loss(SupervisedLoss(model), examples, pad_id, batch_size)
+
+
+def write_predictions(path: Path, cases: list[EvalCase], scores: list[ModelScore]) -> None:
+    """One JSON line per case: prompt, reference and every model's answer and match."""
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as out:
+        for index, case in enumerate(cases):
+            row: dict[str, Any] = {
+                "index": index, "source": str(case.ref) if case.ref else None,
+                "prompt": [{"role": m.role, "content": m.content} for m in case.messages],
+                "reference": case.reference,
+            }
+            for score in scores:
+                answer = score.answers[index]
+                row[score.name] = {"answer": answer, "correct": exact_match(answer,
+                                   case.reference), "stopped": score.stopped[index]}
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def comparison_table(scores: list[ModelScore]) -> str:
+    """A plain-text table of the headline metrics, one column per model."""
+    keys = ["exact_match", "json_valid", "stop_rate", "eval_loss", "perplexity",
+            "generated_tokens_per_s"]
+    keys = [k for k in keys if any(k in s.metrics for s in scores)]
+    width = max(12, *(len(s.name) for s in scores))
+    lines = ["metric".ljust(24) + "".join(s.name.rjust(width + 2) for s in scores)]
+    for key in keys:
+        cells = "".join(_fmt(s.metrics.get(key)).rjust(width + 2) for s in scores)
+        lines.append(key.ljust(24) + cells)
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)

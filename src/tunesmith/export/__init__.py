@@ -1,0 +1,1 @@
+"""Write adapters and merged models that load without tunesmith."""

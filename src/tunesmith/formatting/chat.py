@@ -1,0 +1,162 @@
+"""Render conversations with the chat template and mark the supervised spans.
+
+Boundary rule: the rendered text is cut into segments at the start of every trained
+assistant answer and just after its end-of-turn token. Each segment is tokenized on its own
+and the ids are concatenated. The supervised segment is the answer exactly as written
+(leading whitespace included) plus the end-of-turn token. Because the inference prompt is
+built from the same segments, it is token-identical to the training prefix.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from tunesmith.data.records import Conversation, Message
+from tunesmith.data.shapes import RowProblem
+from tunesmith.errors import TemplateError
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+_PROBE = "\u2063tunesmith-probe\u2063"
+
+
+@dataclass
+class EncodedExample:
+    """Token ids and labels of one conversation; labels hold IGNORE_INDEX where masked."""
+
+    input_ids: list[int]
+    labels: list[int]
+    ref: Any = None
+
+    @property
+    def supervised(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+class ChatFormatter:
+    """Encode conversations for training and prompts for inference with one template."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        system_prompt: str | None = None,
+        end_of_turn: str | None = None,
+        train_on: str = "all",
+    ) -> None:
+        if train_on not in ("all", "last"):
+            raise TemplateError(f"train_on must be 'all' or 'last', found {train_on!r}")
+        if not getattr(tokenizer, "chat_template", None):
+            raise TemplateError(
+                "the tokenizer has no chat template; set model.chat_template to a Jinja "
+                "template or use a chat model"
+            )
+        self.tokenizer = tokenizer
+        self.system_prompt = system_prompt
+        self.train_on = train_on
+        self.end_of_turn = end_of_turn or self._find_end_of_turn()
+        self.end_of_turn_id = tokenizer.convert_tokens_to_ids(self.end_of_turn)
+        self.template_system = self._find_template_system()
+
+    # --- template probing -------------------------------------------------------------
+
+    def _find_end_of_turn(self) -> str:
+        """Return the special token the template writes right after an assistant answer."""
+        text = self._render([Message("user", "hi"), Message("assistant", _PROBE)], False)
+        after = text[text.index(_PROBE) + len(_PROBE):].lstrip(" ")
+        specials = sorted(set(self.tokenizer.all_special_tokens) | set(
+            getattr(self.tokenizer, "added_tokens_encoder", {})), key=len, reverse=True)
+        for token in specials:
+            if token and after.startswith(token):
+                return token
+        eos = self.tokenizer.eos_token
+        if eos:
+            return eos
+        raise TemplateError("cannot find the end-of-turn token; set data.end_of_turn")
+
+    def _find_template_system(self) -> str | None:
+        """Return the text of the template's own default system prompt, if it adds one."""
+        text = self._render([Message("user", _PROBE)], False)
+        head = text[: text.index(_PROBE)]
+        if "system" in head.lower():
+            logger.info("the chat template adds its own system prompt to rows without one")
+            return head
+        return None
+
+    # --- rendering ----------------------------------------------------------------------
+
+    def _messages(self, messages: list[Message]) -> list[dict[str, str]]:
+        items = [{"role": m.role, "content": m.content} for m in messages]
+        if self.system_prompt is not None and not any(m.role == "system" for m in messages):
+            items.insert(0, {"role": "system", "content": self.system_prompt})
+        return items
+
+    def _render(self, messages: list[Message], generation_prompt: bool) -> str:
+        items = [{"role": m.role, "content": m.content} for m in messages]
+        return self._apply(items, generation_prompt)
+
+    def _apply(self, items: list[dict[str, str]], generation_prompt: bool) -> str:
+        try:
+            return self.tokenizer.apply_chat_template(
+                items, tokenize=False, add_generation_prompt=generation_prompt
+            )
+        except Exception as err:  # the template's own raise_exception or a Jinja error
+            raise RowProblem("TemplateFailed", f"the chat template cannot render the row: "
+                             f"{err}") from None
+
+    def _segments(self, conv: Conversation) -> list[tuple[str, bool]]:
+        """Cut the rendered conversation into (text, supervised) segments."""
+        messages = conv.messages
+        if conv.meta.get("plain_text"):
+            eos = self.tokenizer.eos_token or ""
+            return [(messages[0].content, False), (messages[1].content + eos, True)]
+        items = self._messages(messages)
+        shift = len(items) - len(messages)
+        full = self._apply(items, False)
+        trained = [i for i, m in enumerate(messages) if m.role == "assistant" and m.weight]
+        if self.train_on == "last":
+            trained = trained[-1:]
+        segments, cursor = [], 0
+        for index in trained:
+            start = len(self._apply(items[: index + shift], True))
+            through = self._apply(items[: index + shift + 1], False)
+            end = through.find(self.end_of_turn, start + len(messages[index].content.rstrip()))
+            if not full.startswith(through) or start < cursor or end < 0:
+                raise RowProblem("TemplateMismatch", "the chat template renders turns "
+                                 "inconsistently; cannot locate the answer to supervise")
+            end += len(self.end_of_turn)
+            segments += [(full[cursor:start], False), (full[start:end], True)]
+            cursor = end
+        return segments
+
+    # --- public API ---------------------------------------------------------------------
+
+    def encode(self, conv: Conversation) -> EncodedExample:
+        """Return ids and labels for a conversation; raise RowProblem if it cannot render."""
+        input_ids: list[int] = []
+        labels: list[int] = []
+        for text, supervised in self._segments(conv):
+            if not text:
+                continue
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            input_ids += ids
+            labels += ids if supervised else [IGNORE_INDEX] * len(ids)
+        return EncodedExample(input_ids, labels, conv.ref)
+
+    def prompt_ids(self, messages: list[Message]) -> list[int]:
+        """Ids of the prompt for the next assistant answer, as the training prefix had them."""
+        if messages and messages[-1].role == "assistant":
+            raise TemplateError("the prompt must end with a user or tool turn")
+        probe = Conversation([*messages, Message("assistant", _PROBE)], None)
+        ids: list[int] = []
+        for text, supervised in self._segments(probe):
+            if supervised and _PROBE in text:
+                break
+            ids += self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def prompt_text(self, messages: list[Message]) -> str:
+        """The rendered prompt text, for previews and plain-text servers."""
+        return self._apply(self._messages(messages), True)

@@ -1,0 +1,269 @@
+"""Run orchestration: data -> train -> evaluate -> export, in one run directory.
+
+This is the one module besides `cli/` that spans rooms; each step hands the next plain data.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tunesmith.config import RunConfig
+from tunesmith.data.loading import load_conversations, write_rejects
+from tunesmith.data.records import Conversation, Reject
+from tunesmith.data.shapes import RowMapping
+from tunesmith.errors import CheckpointError, ConfigError, DataError
+from tunesmith.evaluation.runner import (
+    EvalCase,
+    ModelScore,
+    cases_from,
+    comparison_table,
+    score_model,
+    write_predictions,
+)
+from tunesmith.export.writers import export_adapter, export_merged, merge_and_check
+from tunesmith.formatting.chat import ChatFormatter, EncodedExample
+from tunesmith.modeling.adapters import LoraSettings
+from tunesmith.modeling.loading import load_model
+from tunesmith.rundir import init_run_dir, write_json
+from tunesmith.tokenization.examples import tokenize_conversations
+from tunesmith.training.checkpoint import latest_checkpoint
+from tunesmith.training.loop import TrainInputs, TrainResult, train
+from tunesmith.training.methods import Method, build_method
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    """Encoded training and held-out examples plus the evaluation cases."""
+
+    formatter: ChatFormatter
+    train: list[EncodedExample]
+    eval: list[EncodedExample]
+    cases: list[EvalCase]
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+def _mapping(config: RunConfig) -> RowMapping | None:
+    if not config.data.mapping:
+        return None
+    allowed = set(RowMapping.__dataclass_fields__)
+    unknown = sorted(set(config.data.mapping) - allowed)
+    if unknown:
+        raise ConfigError([f"data.mapping.{k}: unknown key (expected one of "
+                           f"{', '.join(sorted(allowed))})" for k in unknown])
+    return RowMapping(**config.data.mapping)
+
+
+def _load(files: list[str], config: RunConfig, rejects: list[Reject]) -> list[Conversation]:
+    result = load_conversations(files, config.data.format, _mapping(config),
+                                config.data.on_bad_row)
+    logger.info("%s: %s", ", ".join(Path(f).name for f in files), result.summary())
+    rejects.extend(result.rejects)
+    return result.conversations
+
+
+def _split(convs: list[Conversation], fraction: float, seed: int) -> tuple[list, list]:
+    order = list(range(len(convs)))
+    random.Random(seed).shuffle(order)
+    n_eval = min(len(convs) - 1, round(len(convs) * fraction))
+    held = set(order[:n_eval])
+    return ([c for i, c in enumerate(convs) if i not in held],
+            [c for i, c in enumerate(convs) if i in held])
+
+
+def prepare_data(config: RunConfig, tokenizer: Any, run_dir: Path) -> PreparedData:
+    """Read, split, render and tokenize; write every dropped row to data/rejects.jsonl."""
+    if not config.data.train:
+        raise ConfigError(["data.train: name at least one training file"])
+    rejects: list[Reject] = []
+    train_convs = _load(config.data.train, config, rejects)
+    if config.data.eval:
+        eval_convs = _load(config.data.eval, config, rejects)
+    else:
+        train_convs, eval_convs = _split(train_convs, config.data.eval_fraction,
+                                         config.data.seed)
+    test_convs = _load(config.data.test, config, rejects) if config.data.test else eval_convs
+    formatter = ChatFormatter(tokenizer, config.data.system_prompt, config.data.end_of_turn,
+                              config.data.train_on)
+    encode = dict(formatter=formatter, max_length=config.data.max_length,
+                  truncation=config.data.truncation, workers=config.data.workers)
+    train_tok = tokenize_conversations(train_convs, **encode)
+    eval_tok = tokenize_conversations(eval_convs[: config.data.eval_max_rows], **encode)
+    rejects += train_tok.rejects + eval_tok.rejects
+    data_dir = run_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    write_rejects(rejects, data_dir / "rejects.jsonl")
+    counts = {"train_examples": len(train_tok.examples), "eval_examples": len(eval_tok.examples),
+              "test_cases": len(test_convs), "rejected_rows": len(rejects),
+              "truncated": train_tok.truncated + eval_tok.truncated,
+              "supervised_tokens": sum(e.supervised for e in train_tok.examples),
+              "tokens": sum(len(e.input_ids) for e in train_tok.examples)}
+    write_json(data_dir / "summary.json", counts)
+    if not train_tok.examples:
+        reasons = "; ".join(r.describe() for r in rejects[:3])
+        raise DataError(f"no usable training row: all {len(rejects)} rows were dropped "
+                        f"(first: {reasons}); see {data_dir / 'rejects.jsonl'}")
+    if rejects:
+        logger.warning("%d row(s) dropped; reasons in %s", len(rejects),
+                       data_dir / "rejects.jsonl")
+    return PreparedData(formatter, train_tok.examples, eval_tok.examples,
+                        cases_from(test_convs), counts)
+
+
+def _method(config: RunConfig) -> Method:
+    m = config.method
+    settings = LoraSettings(m.r, m.alpha, m.dropout, m.target_modules, list(m.modules_to_save))
+    return build_method(m.name, settings)
+
+
+def _fresh_model(config: RunConfig) -> Any:
+    return load_model(config.model.name, config.model.cache_dir, config.model.dtype)
+
+
+def _trained_model(config: RunConfig, run_dir: Path) -> tuple[Any, Any, Method]:
+    """Rebuild the trained model from the run's last checkpoint."""
+    last = latest_checkpoint(run_dir / "checkpoints")
+    if last is None:
+        raise CheckpointError(f"{run_dir}: no checkpoint to evaluate or export; run "
+                              "`tunesmith train` first")
+    loaded = _fresh_model(config)
+    method = _method(config)
+    model = method.prepare(loaded.model)
+    method.load_trainable_state(model, torch.load(last / "weights.pt", weights_only=True))
+    return model, loaded.tokenizer, method
+
+
+@dataclass
+class RunOutcome:
+    """What a run produced, for the CLI summary."""
+
+    run_dir: Path
+    data: dict[str, Any] = field(default_factory=dict)
+    training: TrainResult | None = None
+    scores: list[ModelScore] = field(default_factory=list)
+    exports: dict[str, str] = field(default_factory=dict)
+    merge_max_abs_diff: float | None = None
+
+
+def run_train(config: RunConfig, resume: bool = False, progress: bool = True) -> tuple[
+        RunOutcome, Any, Any, Method, PreparedData]:
+    """Prepare data and train; return the outcome and the live model for later steps."""
+    run_dir = init_run_dir(config)
+    loaded = _fresh_model(config)
+    data = prepare_data(config, loaded.tokenizer, run_dir)
+    method = _method(config)
+    model = method.prepare(loaded.model)
+    inputs = TrainInputs(model, method, data.train, data.eval, loaded.tokenizer.pad_token_id,
+                         run_dir, resume=resume, progress=progress)
+    result = train(inputs, config.training)
+    outcome = RunOutcome(run_dir, data.counts, result)
+    _write_summary(outcome)
+    return outcome, model, loaded.tokenizer, method, data
+
+
+def run_eval(config: RunConfig, outcome: RunOutcome, model: Any, data: PreparedData) -> None:
+    """Score the fine-tuned model (and the base, if asked) on the same prompts."""
+    cfg = config.evaluation
+    cases = data.cases[: cfg.limit] if cfg.limit else data.cases
+    if not cases:
+        logger.warning("no evaluation cases; skipping generation metrics")
+        return
+    scores = [score_model("fine_tuned", model, data.formatter, cases, cfg.batch_size,
+                          cfg.max_new_tokens, data.eval)]
+    if cfg.compare_base:
+        base = _fresh_model(config).model
+        scores.insert(0, score_model("base", base, data.formatter, cases, cfg.batch_size,
+                                     cfg.max_new_tokens, data.eval))
+        del base
+    eval_dir = outcome.run_dir / "eval"
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    write_predictions(eval_dir / "predictions.jsonl", cases, scores)
+    write_json(eval_dir / "eval.json", {s.name: s.metrics for s in scores})
+    table = comparison_table(scores)
+    (eval_dir / "table.txt").write_text(table + "\n")
+    outcome.scores = scores
+    _write_summary(outcome)
+
+
+def run_export(config: RunConfig, outcome: RunOutcome, model: Any, tokenizer: Any,
+               method: Method, formatter: ChatFormatter) -> Any:
+    """Write the adapter and the verified merged model; return the merged model."""
+    export_dir = outcome.run_dir / "export"
+    if config.export.adapter and export_adapter(model, method, export_dir / "adapter"):
+        outcome.exports["adapter"] = str(export_dir / "adapter")
+    probe = torch.tensor([formatter.prompt_ids(c.messages) for c in [_probe_case()]])
+    merged, check = merge_and_check(model, method, probe)
+    outcome.merge_max_abs_diff = check.max_abs_diff
+    if config.export.merged:
+        stop_ids = sorted({formatter.end_of_turn_id, tokenizer.eos_token_id} - {None})
+        export_merged(merged, tokenizer, stop_ids, export_dir / "merged")
+        outcome.exports["merged"] = str(export_dir / "merged")
+    _write_summary(outcome)
+    return merged
+
+
+def _probe_case() -> EvalCase:
+    from tunesmith.data.records import Message
+
+    return EvalCase([Message("user", "Check that merged and adapter logits agree.")], "")
+
+
+def run_all(config: RunConfig, resume: bool = False, progress: bool = True) -> RunOutcome:
+    """data -> train -> export adapter and merge -> evaluate -> export merged."""
+    outcome, model, tokenizer, method, data = run_train(config, resume, progress)
+    merged = run_export(config, outcome, model, tokenizer, method, data.formatter)
+    if config.evaluation.enabled:
+        run_eval(config, outcome, merged, data)
+    return outcome
+
+
+def eval_only(config: RunConfig) -> RunOutcome:
+    """Evaluate the last checkpoint of an existing run directory."""
+    run_dir = Path(config.output_dir)
+    model, tokenizer, method = _trained_model(config, run_dir)
+    data = prepare_data(config, tokenizer, run_dir)
+    outcome = RunOutcome(run_dir, data.counts)
+    run_eval(config, outcome, method.merged(model), data)
+    return outcome
+
+
+def export_only(config: RunConfig) -> RunOutcome:
+    """Export the last checkpoint of an existing run directory."""
+    run_dir = Path(config.output_dir)
+    model, tokenizer, method = _trained_model(config, run_dir)
+    formatter = ChatFormatter(tokenizer, config.data.system_prompt, config.data.end_of_turn,
+                              config.data.train_on)
+    outcome = RunOutcome(run_dir)
+    run_export(config, outcome, model, tokenizer, method, formatter)
+    return outcome
+
+
+def _write_summary(outcome: RunOutcome) -> None:
+    training = outcome.training
+    payload = {
+        "data": outcome.data,
+        "training": None if training is None else {
+            "steps": training.steps, "seconds": round(training.seconds, 1),
+            "tokens": training.tokens, "tokens_per_s": round(training.tokens_per_s, 1),
+            "supervised_tokens": training.supervised_tokens, "final_loss": training.final_loss,
+            "eval_losses": training.eval_losses, "skipped_batches": training.skipped_batches,
+            "warnings": training.warnings, "resumed_from_step": training.resumed_from},
+        "evaluation": {s.name: s.metrics for s in outcome.scores},
+        "exports": outcome.exports,
+        "merge_max_abs_logit_diff": outcome.merge_max_abs_diff,
+    }
+    summary = outcome.run_dir / "summary.json"
+    if summary.exists():
+        import json
+
+        previous = json.loads(summary.read_text())
+        payload = {k: v if v not in (None, {}, []) else previous.get(k) for k, v in
+                   payload.items()}
+    write_json(summary, payload)

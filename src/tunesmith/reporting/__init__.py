@@ -1,0 +1,1 @@
+"""Human-readable views: token previews, tables and reports."""

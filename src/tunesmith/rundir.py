@@ -1,0 +1,58 @@
+"""The run directory: resolved config, package versions and input file hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunesmith.config import RunConfig, to_dict
+
+PACKAGES = ("tunesmith", "torch", "transformers", "peft", "accelerate", "safetensors",
+            "tokenizers", "gguf", "numpy")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a run depends on."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON through a temporary file and a rename."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+    tmp.replace(path)
+
+
+def init_run_dir(config: RunConfig) -> Path:
+    """Create the run directory and record the config, versions and input hashes."""
+    run_dir = Path(config.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / "config.yaml.tmp"
+    tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    tmp.replace(run_dir / "config.yaml")
+    write_json(run_dir / "versions.json", package_versions())
+    files = [*config.data.train, *config.data.eval, *config.data.test]
+    inputs = {f: sha256_file(Path(f)) for f in dict.fromkeys(files) if Path(f).is_file()}
+    write_json(run_dir / "inputs.json", inputs)
+    return run_dir

@@ -1,0 +1,79 @@
+"""Batches for training: right padding masked by length, length grouping and packing."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from tunesmith.formatting.chat import IGNORE_INDEX, EncodedExample
+
+
+@dataclass
+class Batch:
+    """Tensors of one micro-batch; all of shape [batch, seq]."""
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    attention_mask: torch.Tensor | None
+    position_ids: torch.Tensor | None = None
+
+    @property
+    def supervised(self) -> int:
+        # labels are already shifted left by one in `collate`
+        return int((self.labels != IGNORE_INDEX).sum())
+
+
+def collate(examples: list[EncodedExample], pad_id: int) -> Batch:
+    """Right-pad a list of examples; labels are shifted so labels[t] is the target of t.
+
+    Padding is masked by each row's length, never by token id, so a pad id equal to the
+    end-of-turn id still trains the stop token.
+    """
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)  # [B, T]
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, example in enumerate(examples):
+        n = len(example.input_ids)
+        ids[row, :n] = torch.tensor(example.input_ids)
+        labels[row, : n - 1] = torch.tensor(example.labels[1:])
+        mask[row, :n] = 1
+    return Batch(ids, labels, mask)
+
+
+def pack(examples: list[EncodedExample], pad_id: int) -> Batch:
+    """Pack examples into one row with position ids restarting at every example.
+
+    With no attention mask and restarting position ids, the model builds a block-diagonal
+    causal mask, so no example attends to another. Shifted labels never cross a boundary.
+    """
+    ids: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
+    for example in examples:
+        n = len(example.input_ids)
+        ids += example.input_ids
+        labels += example.labels[1:] + [IGNORE_INDEX]
+        positions += list(range(n))
+    return Batch(
+        torch.tensor([ids]), torch.tensor([labels]), None, torch.tensor([positions])
+    )
+
+
+def length_grouped_batches(
+    lengths: list[int], batch_size: int, seed: int, group: int = 50
+) -> list[list[int]]:
+    """Shuffle, then sort within groups of `group` batches so rows of a batch have similar
+    lengths (less padding), and shuffle the batches again. Deterministic for a seed."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    span = batch_size * group
+    batches = []
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start : start + span], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches

@@ -1,0 +1,1 @@
+"""One training loop on accelerate; methods are small strategy objects."""

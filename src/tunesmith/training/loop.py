@@ -1,0 +1,261 @@
+"""The training loop: one loop on accelerate for every method.
+
+Loss normalisation: every optimizer step divides the summed token loss by the number of
+supervised tokens in the whole step (all micro-batches, all processes), so batch 4 x
+accumulation 1, batch 1 x accumulation 4 and 2 processes x batch 2 give the same update.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from contextlib import nullcontext
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tunesmith.config.schema import TrainingConfig
+from tunesmith.formatting.chat import EncodedExample
+from tunesmith.tokenization.batching import Batch, collate, length_grouped_batches
+from tunesmith.training.checkpoint import (
+    LoopState,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from tunesmith.training.loss import SupervisedLoss
+from tunesmith.training.methods import Method
+from tunesmith.training.progress import Progress
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What the loop did, for the run summary."""
+
+    steps: int
+    seconds: float
+    tokens: int
+    supervised_tokens: int
+    final_loss: float | None
+    eval_losses: list[tuple[int, float]] = field(default_factory=list)
+    skipped_batches: int = 0
+    warnings: list[str] = field(default_factory=list)
+    resumed_from: int = 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+class Schedule:
+    """Deterministic data order: global micro-batches of `batch_size * world` examples."""
+
+    def __init__(self, lengths: list[int], cfg: TrainingConfig, world: int) -> None:
+        self.lengths = lengths
+        self.cfg = cfg
+        self.world = world
+        self.global_batch = cfg.batch_size * world
+        self.per_epoch = math.ceil(len(lengths) / self.global_batch)
+        self._cache: dict[int, list[list[int]]] = {}
+
+    def total_steps(self) -> int:
+        steps_per_epoch = math.ceil(self.per_epoch / self.cfg.grad_accum)
+        total = math.ceil(self.cfg.epochs * steps_per_epoch)
+        return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
+
+    def micro_batches(self, step: int, rank: int) -> list[list[int]]:
+        """Example indices of this rank's micro-batches for optimizer step `step`."""
+        out = []
+        for k in range(step * self.cfg.grad_accum, (step + 1) * self.cfg.grad_accum):
+            epoch, index = divmod(k, self.per_epoch)
+            if epoch not in self._cache:
+                self._cache = {epoch: length_grouped_batches(
+                    self.lengths, self.global_batch, self.cfg.seed + epoch)}
+            rows = self._cache[epoch][index]
+            share = rows[rank * self.cfg.batch_size : (rank + 1) * self.cfg.batch_size]
+            if share:
+                out.append(share)
+        return out
+
+
+def _lr_scheduler(optimizer: Any, cfg: TrainingConfig, total: int) -> Any:
+    from transformers import get_scheduler
+
+    name = {"constant": "constant_with_warmup"}.get(cfg.schedule, cfg.schedule)
+    warmup = int(round(cfg.warmup_ratio * total))
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
+
+
+def _to(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
+    tensors = {"input_ids": batch.input_ids, "labels": batch.labels,
+               "attention_mask": batch.attention_mask, "position_ids": batch.position_ids}
+    return {k: v.to(device) for k, v in tensors.items() if v is not None}
+
+
+def evaluate_loss(
+    module: Any, examples: list[EncodedExample], pad_id: int, batch_size: int,
+    accelerator: Any = None,
+) -> float:
+    """Mean token loss over supervised tokens of held-out examples (summed over ranks).
+
+    `module` is a `SupervisedLoss`; without an accelerator it runs in this process alone.
+    """
+    module.eval()
+    totals = torch.zeros(2, dtype=torch.float64)
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator \
+        else (0, 1)
+    device = accelerator.device if accelerator else next(module.parameters()).device
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    mine = order[rank::world]
+    with torch.no_grad():
+        for start in range(0, len(mine), batch_size):
+            batch = collate([examples[i] for i in mine[start : start + batch_size]], pad_id)
+            loss, count = module(**_to(batch, device))
+            totals += torch.tensor([loss.item(), count.item()], dtype=torch.float64)
+    module.train()
+    if accelerator is not None:
+        totals = accelerator.reduce(totals.to(device), reduction="sum").cpu()
+    return float(totals[0] / totals[1]) if totals[1] else float("nan")
+
+
+@dataclass
+class TrainInputs:
+    """Everything `train` needs besides the config."""
+
+    model: Any
+    method: Method
+    train: list[EncodedExample]
+    eval: list[EncodedExample]
+    pad_id: int
+    out_dir: Path
+    resume: bool = False
+    progress: bool = True
+
+
+def train(inputs: TrainInputs, cfg: TrainingConfig) -> TrainResult:
+    """Train `inputs.model` in place; checkpoints go to `out_dir/checkpoints`."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    set_seed(cfg.seed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    model = inputs.model
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = Schedule([len(e.input_ids) for e in inputs.train], cfg,
+                        accelerator.num_processes)
+    total = schedule.total_steps()
+    scheduler = _lr_scheduler(optimizer, cfg, total)
+    module, optimizer = accelerator.prepare(SupervisedLoss(model), optimizer)
+    module.train()
+
+    ckpt_dir = inputs.out_dir / "checkpoints"
+    state = LoopState()
+    if inputs.resume and (last := latest_checkpoint(ckpt_dir)) is not None:
+        state, weights = load_checkpoint(last, optimizer, scheduler)
+        inputs.method.load_trainable_state(model, weights)
+        logger.info("resumed from %s (step %d)", last.name, state.step)
+    result = TrainResult(0, 0.0, 0, 0, None, resumed_from=state.step)
+    main = accelerator.is_main_process
+    progress = Progress(total, state.step, inputs.out_dir / "metrics.jsonl" if main else None,
+                        inputs.progress and main)
+    started = time.perf_counter()
+    tokens_at_start, run_tokens = state.tokens, 0
+    while state.step < total:
+        loss = _optimizer_step(module, optimizer, scheduler, schedule, inputs, state,
+                               accelerator, cfg)
+        state.step += 1
+        elapsed = time.perf_counter() - started
+        run_tokens = state.tokens - tokens_at_start
+        row = {"step": state.step, "epoch": round(state.step / max(1, math.ceil(
+            schedule.per_epoch / cfg.grad_accum)), 4), "loss": loss,
+            "lr": scheduler.get_last_lr()[0], "tokens": state.tokens,
+            "supervised_tokens": state.supervised_tokens,
+            "tokens_per_s": run_tokens / elapsed if elapsed else 0.0,
+            "elapsed_s": round(elapsed, 2),
+            "eta_s": elapsed / (state.step - result.resumed_from) * (total - state.step)}
+        progress.record(row)
+        result.final_loss = loss
+        if _due(state.step, cfg.eval_every, total) and inputs.eval:
+            _run_eval(module, inputs, cfg, accelerator, state, result, progress)
+        if _due(state.step, cfg.save_every, total) and main:
+            weights = inputs.method.trainable_state(model)
+            save_checkpoint(ckpt_dir, state, weights, optimizer, scheduler)
+            prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
+        accelerator.wait_for_everyone()
+    progress.close()
+    result.steps = state.step
+    result.seconds = time.perf_counter() - started
+    result.tokens = run_tokens
+    result.supervised_tokens = state.supervised_tokens
+    result.skipped_batches = state.skipped_batches
+    return result
+
+
+def _due(step: int, every: int, total: int) -> bool:
+    return step == total or (every > 0 and step % every == 0)
+
+
+def _optimizer_step(
+    module: Any, optimizer: Any, scheduler: Any, schedule: Schedule, inputs: TrainInputs,
+    state: LoopState, accelerator: Any, cfg: TrainingConfig,
+) -> float:
+    """One optimizer step over this step's micro-batches; return the step's mean token loss."""
+    batches = [collate([inputs.train[i] for i in rows], inputs.pad_id)
+               for rows in schedule.micro_batches(state.step, accelerator.process_index)]
+    counts = torch.tensor([float(b.supervised) for b in batches] or [0.0])
+    local = torch.tensor([counts.sum().item()], device=accelerator.device)
+    global_count = accelerator.reduce(local, reduction="sum").item()
+    if global_count == 0:
+        state.skipped_batches += 1  # never logged as loss 0.0
+        scheduler.step()
+        return float("nan")
+    # DDP averages gradients over processes, so scale by the world size to get a sum.
+    scale = accelerator.num_processes / global_count
+    summed = torch.zeros((), dtype=torch.float64)
+    for index, batch in enumerate(batches):
+        last = index == len(batches) - 1
+        context = accelerator.no_sync(module) if not last else nullcontext()
+        with context:
+            loss, _ = module(**_to(batch, accelerator.device))
+            accelerator.backward(loss * scale)
+        summed += loss.detach().double().cpu()
+        state.tokens += int(batch.attention_mask.sum()) if batch.attention_mask is not None \
+            else batch.input_ids.numel()
+    if cfg.max_grad_norm:
+        accelerator.clip_grad_norm_(module.parameters(), cfg.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    state.supervised_tokens += int(global_count)
+    total_loss = accelerator.reduce(summed.to(accelerator.device), reduction="sum").item()
+    return total_loss / global_count
+
+
+def _run_eval(
+    module: Any, inputs: TrainInputs, cfg: TrainingConfig, accelerator: Any,
+    state: LoopState, result: TrainResult, progress: Progress,
+) -> None:
+    value = evaluate_loss(module, inputs.eval, inputs.pad_id, cfg.batch_size * 2, accelerator)
+    result.eval_losses.append((state.step, value))
+    progress.record({"step": state.step, "eval_loss": value})
+    if state.best_eval_loss is None or value < state.best_eval_loss:
+        state.best_eval_loss, state.best_step = value, state.step
+    if len(result.eval_losses) >= 2 and value > result.eval_losses[-2][1]:
+        message = (f"eval loss rose from {result.eval_losses[-2][1]:.4f} to {value:.4f} at "
+                   f"step {state.step} (best {state.best_eval_loss:.4f} at step "
+                   f"{state.best_step}): the model may be overtraining")
+        progress.warn(message)
+        result.warnings.append(message)

@@ -1,0 +1,61 @@
+"""Progress on a terminal and the same keys in metrics.jsonl."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class Progress:
+    """A progress bar (on a terminal) or periodic log lines, plus a metrics.jsonl writer."""
+
+    def __init__(self, total: int, start: int, metrics_path: Path | None, enabled: bool) -> None:
+        self.total = total
+        self.metrics_path = metrics_path
+        self.enabled = enabled
+        self.bar = None
+        self.last_log = time.monotonic()
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+
+    def record(self, row: dict[str, Any]) -> None:
+        """Write one metrics row and refresh the display."""
+        if not self.enabled:
+            return
+        if self.metrics_path is not None:
+            with self.metrics_path.open("a", encoding="utf-8") as out:
+                out.write(json.dumps(row) + "\n")
+        if "eval_loss" in row and "loss" not in row:
+            logger.info("step %d: eval loss %.4f", row["step"], row["eval_loss"])
+            return
+        if self.bar is not None:
+            self.bar.update(row["step"] - self.bar.n)
+            self.bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}",
+                                 tok_s=f"{row['tokens_per_s']:.0f}")
+        elif time.monotonic() - self.last_log > 30 or row["step"] in (1, self.total):
+            self.last_log = time.monotonic()
+            logger.info("step %d/%d loss %.4f lr %.2e tok/s %.0f eta %s", row["step"],
+                        self.total, row["loss"], row["lr"], row["tokens_per_s"],
+                        _clock(row.get("eta_s", 0)))
+
+    def warn(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.write(f"warning: {message}")
+        logger.warning(message)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
