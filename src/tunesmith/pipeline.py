@@ -29,7 +29,7 @@ from tunesmith.evaluation.runner import (
 from tunesmith.export.writers import export_adapter, export_merged, merge_and_check
 from tunesmith.formatting.chat import ChatFormatter, EncodedExample
 from tunesmith.modeling.adapters import LoraSettings
-from tunesmith.modeling.loading import load_model
+from tunesmith.modeling.loading import load_model, load_tokenizer
 from tunesmith.rundir import init_run_dir, write_json
 from tunesmith.tokenization.examples import tokenize_conversations
 from tunesmith.training.checkpoint import latest_checkpoint
@@ -156,8 +156,10 @@ def run_train(config: RunConfig, resume: bool = False, progress: bool = True) ->
         RunOutcome, Any, Any, Method, PreparedData]:
     """Prepare data and train; return the outcome and the live model for later steps."""
     run_dir = init_run_dir(config)
+    # Data problems stop the run before the (slow) model load.
+    tokenizer = load_tokenizer(config.model.name, config.model.cache_dir)
+    data = prepare_data(config, tokenizer, run_dir)
     loaded = _fresh_model(config)
-    data = prepare_data(config, loaded.tokenizer, run_dir)
     method = _method(config)
     model = method.prepare(loaded.model)
     inputs = TrainInputs(model, method, data.train, data.eval, loaded.tokenizer.pad_token_id,

@@ -59,7 +59,7 @@ def data_preview(args: argparse.Namespace) -> int:
     from tunesmith.data.loading import load_conversations
     from tunesmith.errors import ConfigError
     from tunesmith.formatting.chat import ChatFormatter
-    from tunesmith.modeling.loading import load_model
+    from tunesmith.modeling.loading import load_tokenizer
     from tunesmith.pipeline import _mapping
     from tunesmith.reporting.preview import render_preview
 
@@ -68,7 +68,7 @@ def data_preview(args: argparse.Namespace) -> int:
     if not files:
         raise ConfigError(["name a data file or a --config with data.train"])
     loaded = load_conversations(files, config.data.format, _mapping(config))
-    tokenizer = load_model(args.model or config.model.name, config.model.cache_dir).tokenizer
+    tokenizer = load_tokenizer(args.model or config.model.name, config.model.cache_dir)
     formatter = ChatFormatter(tokenizer, config.data.system_prompt, config.data.end_of_turn,
                               config.data.train_on)
     color = sys.stdout.isatty()

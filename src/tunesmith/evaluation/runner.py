@@ -75,10 +75,14 @@ def score_model(
 def held_out_loss(model: Any, examples: list[EncodedExample], pad_id: int,
                   batch_size: int) -> float:
     """Mean supervised-token loss of a model on encoded examples."""
-    from tunesmith.training.loop import evaluate_loss
-    from tunesmith.training.loss import SupervisedLoss
+    from tunesmith.modeling.loss import SupervisedLoss, mean_token_loss
+    from tunesmith.tokenization.batching import collate
 
-    return evaluate_loss(SupervisedLoss(model), examples, pad_id, batch_size)
+    order = sorted(examples, key=lambda e: len(e.input_ids))
+    batches = (vars(collate(order[s : s + batch_size], pad_id))
+               for s in range(0, len(order), batch_size))
+    clean = ({k: v for k, v in b.items() if v is not None} for b in batches)
+    return mean_token_loss(SupervisedLoss(model), clean)
 
 
 def write_predictions(path: Path, cases: list[EvalCase], scores: list[ModelScore]) -> None:

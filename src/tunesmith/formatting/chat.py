@@ -81,7 +81,9 @@ class ChatFormatter:
         text = self._render([Message("user", _PROBE)], False)
         head = text[: text.index(_PROBE)]
         if "system" in head.lower():
-            logger.info("the chat template adds its own system prompt to rows without one")
+            if self.system_prompt is None:
+                logger.info("the chat template adds its own system prompt to rows without "
+                            "one; set data.system_prompt to choose it")
             return head
         return None
 

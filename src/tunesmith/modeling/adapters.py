@@ -27,11 +27,14 @@ def attach_lora(model: Any, settings: LoraSettings) -> Any:
     """Wrap `model` in a PEFT LoRA model; only adapter (and modules_to_save) weights train."""
     from peft import LoraConfig, get_peft_model
 
+    targets = settings.target_modules
+    if isinstance(targets, list) and targets == ["all-linear"]:
+        targets = "all-linear"  # PEFT's keyword for every linear layer but the output head
     config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
-        target_modules=settings.target_modules,
+        target_modules=targets,
         modules_to_save=settings.modules_to_save or None,
         use_rslora=settings.variant == "rslora",
         use_dora=settings.variant == "dora",

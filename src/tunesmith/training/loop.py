@@ -27,7 +27,7 @@ from tunesmith.training.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from tunesmith.training.loss import SupervisedLoss
+from tunesmith.modeling.loss import SupervisedLoss, mean_token_loss
 from tunesmith.training.methods import Method
 from tunesmith.training.progress import Progress
 
@@ -92,7 +92,7 @@ def _lr_scheduler(optimizer: Any, cfg: TrainingConfig, total: int) -> Any:
     return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
 
 
-def _to(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
+def _to(batch: Batch, device: torch.device | str) -> dict[str, torch.Tensor]:
     tensors = {"input_ids": batch.input_ids, "labels": batch.labels,
                "attention_mask": batch.attention_mask, "position_ids": batch.position_ids}
     return {k: v.to(device) for k, v in tensors.items() if v is not None}
@@ -102,26 +102,14 @@ def evaluate_loss(
     module: Any, examples: list[EncodedExample], pad_id: int, batch_size: int,
     accelerator: Any = None,
 ) -> float:
-    """Mean token loss over supervised tokens of held-out examples (summed over ranks).
-
-    `module` is a `SupervisedLoss`; without an accelerator it runs in this process alone.
-    """
-    module.eval()
-    totals = torch.zeros(2, dtype=torch.float64)
+    """Mean token loss of held-out examples; each process scores its share."""
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator \
         else (0, 1)
-    device = accelerator.device if accelerator else next(module.parameters()).device
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
     mine = order[rank::world]
-    with torch.no_grad():
-        for start in range(0, len(mine), batch_size):
-            batch = collate([examples[i] for i in mine[start : start + batch_size]], pad_id)
-            loss, count = module(**_to(batch, device))
-            totals += torch.tensor([loss.item(), count.item()], dtype=torch.float64)
-    module.train()
-    if accelerator is not None:
-        totals = accelerator.reduce(totals.to(device), reduction="sum").cpu()
-    return float(totals[0] / totals[1]) if totals[1] else float("nan")
+    batches = (_to(collate([examples[i] for i in mine[s : s + batch_size]], pad_id), "cpu")
+               for s in range(0, len(mine), batch_size))
+    return mean_token_loss(module, batches, accelerator)
 
 
 @dataclass
@@ -148,6 +136,7 @@ def train(inputs: TrainInputs, cfg: TrainingConfig) -> TrainResult:
     set_seed(cfg.seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     model = inputs.model
+    inputs.out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model, "enable_input_require_grads"):

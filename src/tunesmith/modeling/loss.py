@@ -7,12 +7,13 @@ saves most of the output layer's time and memory.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
-from tunesmith.formatting.chat import IGNORE_INDEX
+IGNORE_INDEX = -100  # the label of a masked position, as in tunesmith.formatting
 
 
 def base_model_of(model: Any) -> Any:
@@ -45,3 +46,20 @@ class SupervisedLoss(nn.Module):
         logits = self.head(hidden[keep]).float()  # [N, V], N = supervised tokens
         loss = nn.functional.cross_entropy(logits, labels[keep], reduction="sum")
         return loss, keep.sum()
+
+
+def mean_token_loss(
+    module: SupervisedLoss, batches: Iterable[dict[str, torch.Tensor]], accelerator: Any = None
+) -> float:
+    """Mean loss per supervised token over batches (summed over processes if distributed)."""
+    module.eval()
+    totals = torch.zeros(2, dtype=torch.float64)
+    device = accelerator.device if accelerator else next(module.parameters()).device
+    with torch.no_grad():
+        for batch in batches:
+            loss, count = module(**{k: v.to(device) for k, v in batch.items()})
+            totals += torch.tensor([loss.item(), count.item()], dtype=torch.float64)
+    module.train()
+    if accelerator is not None:
+        totals = accelerator.reduce(totals.to(device), reduction="sum").cpu()
+    return float(totals[0] / totals[1]) if totals[1] else float("nan")

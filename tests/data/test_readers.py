@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import pytest
+
+from tunesmith.data import load_conversations
+from tunesmith.data.readers import read_rows
+from tunesmith.errors import DataError, DataFileNotFound
+
+ROW1 = ('{"messages":[{"role":"user","content":"Name a prime."},{"role":"assistant",'
+        '"content":"Seven."}],"meta":{"src":"a"}}')
+ROW2 = ('{"messages":[{"role":"user","content":"Name an even number."},{"role":"assistant",'
+        '"content":"Four."}],"meta":{"lang":"en"}}')
+
+
+def test_bom_crlf_and_blank_lines_give_identical_records(tmp_path: Path) -> None:
+    # BUG-01: a BOM, CRLF endings, trailing spaces and a blank line change nothing.
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(f"{ROW1}\n{ROW2}\n", encoding="utf-8")
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + f"{ROW1}\r\n{ROW2}   \r\n\r\n".encode())
+    rows = [r.value for r in read_rows(bom)]
+    assert list(rows[0])[0] == "messages"
+    assert "lang" not in rows[0]["meta"] and "src" not in rows[1]["meta"]
+    assert rows == [r.value for r in read_rows(plain)]
+    with_bom, without = load_conversations(bom), load_conversations(plain)
+    assert len(with_bom.conversations) == 2 and not with_bom.rejects
+    assert [c.messages for c in with_bom.conversations] == [
+        c.messages for c in without.conversations]
+    fixes = " ".join(with_bom.fixes)
+    assert "byte-order mark" in fixes and "CRLF" in fixes and "blank line" in fixes
+    assert without.fixes == []
+
+
+def test_broken_json_line_is_reported_with_its_line(write_jsonl) -> None:  # noqa: ANN001
+    path = write_jsonl([ROW1, '{"messages": [', "[1, 2]", ROW2])
+    result = load_conversations(path)
+    assert len(result.conversations) == 2
+    assert [(r.ref.line, r.rule) for r in result.rejects] == [(2, "BrokenRow"), (3, "BrokenRow")]
+    assert "broken JSON" in result.rejects[0].reason
+    assert "found a list" in result.rejects[1].reason
+
+
+def test_csv_with_quoted_newlines_keeps_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text('text,category\n"\nHow do I unblock my PIN?",pin_blocked\nhi,greet\n')
+    rows = list(read_rows(path))
+    assert [r.ref.line for r in rows] == [2, 4]
+    assert rows[0].value == {"text": "\nHow do I unblock my PIN?", "category": "pin_blocked"}
+
+
+def test_json_array_and_parquet(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"prompt": "Opposite of hot?", "completion": "Cold."},
+            {"prompt": "Opposite of up?", "completion": "Down."}]
+    array = tmp_path / "a.json"
+    array.write_text(__import__("json").dumps(rows))
+    table = tmp_path / "a.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), table)
+    a, b = load_conversations(array), load_conversations(table)
+    assert [c.messages for c in a.conversations] == [c.messages for c in b.conversations]
+    assert b.conversations[1].ref.line == 2 and b.conversations[1].ref.unit == "row"
+
+
+def test_missing_file_and_unknown_extension(tmp_path: Path) -> None:
+    with pytest.raises(DataFileNotFound, match="no such data file"):
+        load_conversations(tmp_path / "nope.jsonl")
+    other = tmp_path / "data.txt"
+    other.write_text("x")
+    with pytest.raises(DataError, match="unknown file type"):
+        load_conversations(other)
+
+
+def test_fail_policy_stops_at_the_first_bad_row(write_jsonl) -> None:  # noqa: ANN001
+    path = write_jsonl([ROW1, '{"instruction": "x", "input": "", "output": ""}'])
+    with pytest.raises(DataError, match=r":2 field output: empty"):
+        load_conversations(path, on_bad_row="fail")

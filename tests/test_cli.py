@@ -1,0 +1,134 @@
+"""The real command line on a tiny random-weight model."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tunesmith.cli.main import main
+
+ROWS = [{"messages": [{"role": "user", "content": f"Say {w}."},
+                      {"role": "assistant", "content": json.dumps({"word": w})}]}
+        for w in ["red", "blue", "green", "cyan", "pink", "gold", "grey", "teal"]]
+
+
+@pytest.fixture
+def config(tmp_path: Path, toy_dir: Path, write_jsonl) -> Path:  # noqa: ANN001
+    train = write_jsonl(ROWS + [{"messages": [{"role": "user", "content": "x"},
+                                              {"role": "assistant", "content": " "}]}])
+    cfg = {"output_dir": str(tmp_path / "run"), "model": {"name": str(toy_dir)},
+           "data": {"train": [str(train)], "eval_fraction": 0.25, "max_length": 64},
+           "method": {"name": "lora", "r": 4, "alpha": 8},
+           "training": {"epochs": 2, "batch_size": 2, "lr": 1e-2, "eval_every": 2,
+                        "save_every": 3},
+           "evaluation": {"max_new_tokens": 6, "batch_size": 4}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_run_writes_a_complete_run_directory(config: Path, capsys) -> None:  # noqa: ANN001
+    assert main(["run", str(config)]) == 0
+    out = capsys.readouterr().out
+    run = config.parent / "run"
+    assert "exact_match" in out and "export merged" in out
+    for name in ("config.yaml", "versions.json", "inputs.json", "metrics.jsonl",
+                 "summary.json", "data/rejects.jsonl", "eval/predictions.jsonl",
+                 "eval/eval.json", "export/adapter/adapter_config.json",
+                 "export/merged/model.safetensors", "export/merged/tokenizer.json"):
+        assert (run / name).is_file(), name
+    train_file = yaml.safe_load((run / "config.yaml").read_text())["data"]["train"][0]
+    digest = hashlib.sha256(Path(train_file).read_bytes()).hexdigest()
+    assert json.loads((run / "inputs.json").read_text()) == {train_file: digest}
+    rejects = [json.loads(x) for x in (run / "data/rejects.jsonl").read_text().splitlines()]
+    assert [(r["rule"], r["ref"]["line"]) for r in rejects] == [("EmptyAnswer", 9)]
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]  # 6 train rows, batch 2, 2 epochs
+    assert {"loss", "lr", "tokens_per_s", "eta_s", "epoch"} <= set(steps[0])
+    assert [r["step"] for r in rows if "eval_loss" in r] == [2, 4, 6]
+    predictions = [json.loads(x) for x in (run / "eval/predictions.jsonl").read_text()
+                   .splitlines()]
+    assert len(predictions) == 2 and {"base", "fine_tuned"} <= set(predictions[0])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["merge_max_abs_logit_diff"] < 1e-3
+    assert set(summary["evaluation"]) == {"base", "fine_tuned"}
+
+
+def test_merged_export_loads_with_plain_transformers(config: Path) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    assert main(["run", str(config), "evaluation.enabled=false"]) == 0
+    run = config.parent / "run"
+    merged = AutoModelForCausalLM.from_pretrained(run / "export/merged", dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(run / "export/merged")
+    base_dir = yaml.safe_load((run / "config.yaml").read_text())["model"]["name"]
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    adapter = PeftModel.from_pretrained(base, run / "export/adapter").eval()
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Say red."}],
+                                        add_generation_prompt=True, return_tensors="pt")
+    ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+    with torch.no_grad():
+        diff = (merged(input_ids=ids).logits - adapter(input_ids=ids).logits).abs().max()
+    assert diff.item() < 1e-3
+    generation = GenerationConfig.from_pretrained(run / "export/merged")
+    eot = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert eot in ([generation.eos_token_id] if isinstance(generation.eos_token_id, int)
+                   else generation.eos_token_id)
+    assert tokenizer.chat_template
+
+
+def test_train_then_eval_and_export_alone(config: Path) -> None:
+    assert main(["train", str(config)]) == 0
+    run = config.parent / "run"
+    assert (run / "checkpoints/step-0000006/weights.pt").is_file()
+    assert main(["eval", str(config), "evaluation.compare_base=false"]) == 0
+    assert set(json.loads((run / "eval/eval.json").read_text())) == {"fine_tuned"}
+    assert main(["export", str(config)]) == 0
+    assert (run / "export/merged/config.json").is_file()
+
+
+def test_resume_continues_from_the_last_checkpoint(config: Path) -> None:
+    assert main(["train", str(config), "training.max_steps=3"]) == 0
+    run = config.parent / "run"
+    assert main(["train", str(config), "--resume"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["training"]["resumed_from_step"] == 3
+    assert summary["training"]["steps"] == 6
+
+
+def test_config_problems_are_all_reported(config: Path, capsys) -> None:  # noqa: ANN001
+    code = main(["run", str(config), "training.lr=fast", "training.batchsize=2",
+                 "method.name=magic"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "3 problem(s)" in err and "Traceback" not in err
+    assert "training.lr: expected a number, found 'fast'" in err
+    assert "training.batchsize: unknown key (did you mean training.batch_size?)" in err
+    assert "method.name: expected one of lora, rslora, dora, full, found 'magic'" in err
+
+
+def test_no_usable_row_stops_before_training(config: Path, write_jsonl, capsys) -> None:  # noqa: ANN001
+    bad = write_jsonl(['{"messages": [', {"prompt": "a", "completion": ""}], "bad.jsonl")
+    code = main(["run", str(config), f"data.train=[{bad}]"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no usable training row" in err and "bad.jsonl:1" in err
+    assert not (config.parent / "run/checkpoints").exists()
+
+
+def test_missing_data_file_is_one_clear_line(config: Path, capsys) -> None:  # noqa: ANN001
+    code = main(["run", str(config), "data.train=[missing.jsonl]"])
+    err = capsys.readouterr().err
+    assert code == 2 and "missing.jsonl: no such data file" in err
+
+
+def test_data_preview_marks_answers(config: Path, capsys) -> None:  # noqa: ANN001
+    assert main(["data", "preview", "--config", str(config), "--rows", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count('[[{"word": "red"}<|im_end|>]]') == 1
+    assert "8 of 9 rows kept" in out

@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import pytest
+
+from tunesmith.config import load_config
+from tunesmith.config.reference import reference
+from tunesmith.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_reference_doc_is_up_to_date() -> None:
+    assert (REPO / "docs/config.md").read_text() == reference()
+
+
+def test_overrides_and_yaml_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  lr: 1e-3\n  batch_size: 4\ndata:\n  train: a.jsonl\n")
+    config = load_config(path, ["training.batch_size=2", "method.r=8"])
+    assert config.training.lr == 0.001 and config.training.batch_size == 2
+    assert config.method.r == 8 and config.data.train == ["a.jsonl"]
+
+
+def test_dataset_variable_is_expanded(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    path = tmp_path / "c.yaml"
+    path.write_text('data:\n  train: ["${TUNESMITH_DATASETS:-../d}/x.csv"]\n')
+    monkeypatch.delenv("TUNESMITH_DATASETS", raising=False)
+    assert load_config(path).data.train == ["../d/x.csv"]
+    monkeypatch.setenv("TUNESMITH_DATASETS", "/data")
+    assert load_config(path).data.train == ["/data/x.csv"]
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("modle: {}\ntraining: {batch_size: 0, epochs: many}\ndata: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.problems == [
+        "modle: unknown key (did you mean model?)",
+        "data: expected a mapping, found 3",
+        "training.epochs: expected a number, found 'many'",
+        "training.batch_size: must be >= 1, found 0",
+    ]
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_example_configs_are_valid() -> None:
+    for path in sorted((REPO / "examples").glob("*/config.yaml")):
+        load_config(path)

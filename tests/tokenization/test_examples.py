@@ -1,0 +1,102 @@
+import copy
+
+import pytest
+
+from tunesmith.data import load_conversations
+from tunesmith.formatting.chat import IGNORE_INDEX, ChatFormatter
+from tunesmith.tokenization.batching import collate
+from tunesmith.tokenization.examples import tokenize_conversations
+
+STRICT = (
+    "{% for m in messages %}"
+    "{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant') }}"
+    "{% endif %}"
+    "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+ROWS = [
+    {"messages": [{"role": "user", "content": "Capital of Peru?"},
+                  {"role": "assistant", "content": "Lima."}]},
+    {"messages": [{"role": "user", "content": "First part."},
+                  {"role": "user", "content": "Second part."},
+                  {"role": "assistant", "content": "Got both."}]},
+    {"messages": [{"role": "assistant", "content": "I speak first."},
+                  {"role": "user", "content": "Ok."}]},
+]
+
+
+@pytest.fixture
+def strict_tokenizer(tokenizer):  # noqa: ANN001, ANN201
+    strict = copy.deepcopy(tokenizer)
+    strict.chat_template = STRICT
+    return strict
+
+
+def test_rows_the_template_cannot_render_are_dropped(strict_tokenizer, write_jsonl) -> None:  # noqa: ANN001
+    # BUG-04: same result with 1 and 4 workers; reasons kept; nothing empty trains.
+    loaded = load_conversations(write_jsonl(ROWS))
+    assert [(r.ref.line, r.rule) for r in loaded.rejects] == [(3, "MisorderedRoles")]
+    formatter = ChatFormatter(strict_tokenizer)
+    one = tokenize_conversations(loaded.conversations, formatter, 256, workers=1)
+    four = tokenize_conversations(loaded.conversations, formatter, 256, workers=4)
+    assert [e.input_ids for e in one.examples] == [e.input_ids for e in four.examples]
+    assert [(r.ref.line, r.rule) for r in one.rejects] == [(2, "TemplateFailed")]
+    assert [(r.ref.line, r.rule) for r in four.rejects] == [(2, "TemplateFailed")]
+    assert "roles must alternate" in one.rejects[0].reason
+    assert len(loaded.rejects) + len(one.rejects) == 2
+    assert all(e.supervised > 0 for e in one.examples)
+
+
+def test_every_row_failing_leaves_nothing(strict_tokenizer, write_jsonl) -> None:  # noqa: ANN001
+    loaded = load_conversations(write_jsonl(ROWS[1:2]))
+    result = tokenize_conversations(loaded.conversations, ChatFormatter(strict_tokenizer), 256)
+    assert result.examples == [] and len(result.rejects) == 1
+
+
+FILLER = ("Please read this carefully. " + "Socks sorted by colour make mornings calmer, "
+          "and blue socks go with blue socks while red ones stay with red ones. " * 4 +
+          "What is three times four?")
+
+
+def test_answer_truncated_away_is_dropped_or_kept_by_policy(tokenizer, write_jsonl) -> None:  # noqa: ANN001
+    # BUG-12
+    loaded = load_conversations(write_jsonl([{"prompt": FILLER, "completion": " Twelve."}]))
+    formatter = ChatFormatter(tokenizer)
+    dropped = tokenize_conversations(loaded.conversations, formatter, 16, "drop")
+    assert dropped.examples == [] and dropped.rejects[0].rule == "TooLong"
+    right = tokenize_conversations(loaded.conversations, formatter, 16, "right")
+    assert right.examples == [] and "answer truncated away" in right.rejects[0].reason
+    left = tokenize_conversations(loaded.conversations, formatter, 16, "left")
+    (kept,) = left.examples
+    assert len(kept.input_ids) == 16 and left.truncated == 1
+    control = tokenize_conversations(loaded.conversations, formatter, 256, "drop").examples[0]
+    supervised = [t for t, lab in zip(control.input_ids, control.labels, strict=True)
+                  if lab != IGNORE_INDEX]
+    assert tokenizer.decode(supervised) == " Twelve.<|im_end|>"
+    assert kept.labels[-len(supervised):] == supervised
+
+
+def test_very_long_example_follows_the_same_rule(tokenizer, write_jsonl) -> None:  # noqa: ANN001
+    long_row = {"prompt": "word " * 20_000, "completion": "ok"}
+    loaded = load_conversations(write_jsonl([long_row]))
+    result = tokenize_conversations(loaded.conversations, ChatFormatter(tokenizer), 512)
+    assert result.examples == [] and result.rejects[0].rule == "TooLong"
+
+
+def test_pad_equal_to_eos_still_trains_the_stop_token(tokenizer, write_jsonl) -> None:  # noqa: ANN001
+    # BUG-08: padding is masked by length, never by id.
+    assert tokenizer.pad_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    loaded = load_conversations(write_jsonl([
+        {"prompt": "Opposite of hot?", "completion": "Cold."},
+        {"prompt": "Opposite of up?", "completion": "Down, of course."}]))
+    encoded = tokenize_conversations(loaded.conversations, ChatFormatter(tokenizer), 256)
+    batch = collate(encoded.examples, tokenizer.pad_token_id)
+    eot = tokenizer.pad_token_id
+    assert int(((batch.labels == eot)).sum()) == 2
+    lengths = [len(e.input_ids) for e in encoded.examples]
+    for row, n in enumerate(lengths):
+        # padded positions (beyond the row's length) are masked; the last real one has no target
+        assert (batch.labels[row, n - 1 :] == IGNORE_INDEX).all()
+        assert (batch.attention_mask[row, :n] == 1).all()
+        assert (batch.attention_mask[row, n:] == 0).all()
