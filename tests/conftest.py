@@ -27,14 +27,14 @@ def smol_dir(cache_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tokenizer(smol_dir: Path):  # noqa: ANN201
+def tokenizer(smol_dir: Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(smol_dir)
 
 
 @pytest.fixture(scope="session")
-def toy_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:  # noqa: ANN001
+def toy_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
     """A 2-layer random Llama with the real tokenizer: fast enough for every CPU test."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -52,7 +52,7 @@ def toy_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:  # noq
 
 
 @pytest.fixture
-def write_jsonl(tmp_path: Path):  # noqa: ANN201
+def write_jsonl(tmp_path: Path):
     """Write rows (dicts or raw strings) as a JSONL file and return its path."""
 
     def write(rows: list, name: str = "data.jsonl") -> Path:

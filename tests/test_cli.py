@@ -16,7 +16,7 @@ ROWS = [{"messages": [{"role": "user", "content": f"Say {w}."},
 
 
 @pytest.fixture
-def config(tmp_path: Path, toy_dir: Path, write_jsonl) -> Path:  # noqa: ANN001
+def config(tmp_path: Path, toy_dir: Path, write_jsonl) -> Path:
     train = write_jsonl(ROWS + [{"messages": [{"role": "user", "content": "x"},
                                               {"role": "assistant", "content": " "}]}])
     cfg = {"output_dir": str(tmp_path / "run"), "model": {"name": str(toy_dir)},
@@ -30,7 +30,7 @@ def config(tmp_path: Path, toy_dir: Path, write_jsonl) -> Path:  # noqa: ANN001
     return path
 
 
-def test_run_writes_a_complete_run_directory(config: Path, capsys) -> None:  # noqa: ANN001
+def test_run_writes_a_complete_run_directory(config: Path, capsys) -> None:
     assert main(["run", str(config)]) == 0
     out = capsys.readouterr().out
     run = config.parent / "run"
@@ -101,7 +101,7 @@ def test_resume_continues_from_the_last_checkpoint(config: Path) -> None:
     assert summary["training"]["steps"] == 6
 
 
-def test_config_problems_are_all_reported(config: Path, capsys) -> None:  # noqa: ANN001
+def test_config_problems_are_all_reported(config: Path, capsys) -> None:
     code = main(["run", str(config), "training.lr=fast", "training.batchsize=2",
                  "method.name=magic"])
     err = capsys.readouterr().err
@@ -112,7 +112,7 @@ def test_config_problems_are_all_reported(config: Path, capsys) -> None:  # noqa
     assert "method.name: expected one of lora, rslora, dora, full, found 'magic'" in err
 
 
-def test_no_usable_row_stops_before_training(config: Path, write_jsonl, capsys) -> None:  # noqa: ANN001
+def test_no_usable_row_stops_before_training(config: Path, write_jsonl, capsys) -> None:
     bad = write_jsonl(['{"messages": [', {"prompt": "a", "completion": ""}], "bad.jsonl")
     code = main(["run", str(config), f"data.train=[{bad}]"])
     err = capsys.readouterr().err
@@ -121,13 +121,13 @@ def test_no_usable_row_stops_before_training(config: Path, write_jsonl, capsys) 
     assert not (config.parent / "run/checkpoints").exists()
 
 
-def test_missing_data_file_is_one_clear_line(config: Path, capsys) -> None:  # noqa: ANN001
+def test_missing_data_file_is_one_clear_line(config: Path, capsys) -> None:
     code = main(["run", str(config), "data.train=[missing.jsonl]"])
     err = capsys.readouterr().err
     assert code == 2 and "missing.jsonl: no such data file" in err
 
 
-def test_data_preview_marks_answers(config: Path, capsys) -> None:  # noqa: ANN001
+def test_data_preview_marks_answers(config: Path, capsys) -> None:
     assert main(["data", "preview", "--config", str(config), "--rows", "2"]) == 0
     out = capsys.readouterr().out
     assert out.count('[[{"word": "red"}<|im_end|>]]') == 1

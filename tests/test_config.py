@@ -21,7 +21,7 @@ def test_overrides_and_yaml_numbers(tmp_path: Path) -> None:
     assert config.method.r == 8 and config.data.train == ["a.jsonl"]
 
 
-def test_dataset_variable_is_expanded(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_dataset_variable_is_expanded(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "c.yaml"
     path.write_text('data:\n  train: ["${TUNESMITH_DATASETS:-../d}/x.csv"]\n')
     monkeypatch.delenv("TUNESMITH_DATASETS", raising=False)

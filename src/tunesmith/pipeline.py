@@ -30,7 +30,7 @@ from tunesmith.export.writers import export_adapter, export_merged, merge_and_ch
 from tunesmith.formatting.chat import ChatFormatter, EncodedExample
 from tunesmith.modeling.adapters import LoraSettings
 from tunesmith.modeling.loading import load_model, load_tokenizer
-from tunesmith.rundir import init_run_dir, write_json
+from tunesmith.rundir import init_run_dir, is_main_process, write_json
 from tunesmith.tokenization.examples import tokenize_conversations
 from tunesmith.training.checkpoint import latest_checkpoint
 from tunesmith.training.loop import TrainInputs, TrainResult, train
@@ -220,6 +220,8 @@ def _probe_case() -> EvalCase:
 def run_all(config: RunConfig, resume: bool = False, progress: bool = True) -> RunOutcome:
     """data -> train -> export adapter and merge -> evaluate -> export merged."""
     outcome, model, tokenizer, method, data = run_train(config, resume, progress)
+    if not is_main_process():
+        return outcome  # other ranks only train; rank 0 evaluates and exports
     merged = run_export(config, outcome, model, tokenizer, method, data.formatter)
     if config.evaluation.enabled:
         run_eval(config, outcome, merged, data)
@@ -256,7 +258,8 @@ def _write_summary(outcome: RunOutcome) -> None:
             "tokens": training.tokens, "tokens_per_s": round(training.tokens_per_s, 1),
             "supervised_tokens": training.supervised_tokens, "final_loss": training.final_loss,
             "eval_losses": training.eval_losses, "skipped_batches": training.skipped_batches,
-            "warnings": training.warnings, "resumed_from_step": training.resumed_from},
+            "warnings": training.warnings, "resumed_from_step": training.resumed_from,
+            "world_size": training.world_size},
         "evaluation": {s.name: s.metrics for s in outcome.scores},
         "exports": outcome.exports,
         "merge_max_abs_logit_diff": outcome.merge_max_abs_diff,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -38,16 +39,25 @@ def package_versions() -> dict[str, str]:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    """Write JSON through a temporary file and a rename."""
+    """Write JSON through a temporary file and a rename (on the main process only)."""
+    if not is_main_process():
+        return
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
     tmp.replace(path)
+
+
+def is_main_process() -> bool:
+    """True in a single process and on rank 0 of a distributed launch."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def init_run_dir(config: RunConfig) -> Path:
     """Create the run directory and record the config, versions and input hashes."""
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not is_main_process():
+        return run_dir
     tmp = run_dir / "config.yaml.tmp"
     tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     tmp.replace(run_dir / "config.yaml")

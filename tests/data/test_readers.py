@@ -31,7 +31,7 @@ def test_bom_crlf_and_blank_lines_give_identical_records(tmp_path: Path) -> None
     assert without.fixes == []
 
 
-def test_broken_json_line_is_reported_with_its_line(write_jsonl) -> None:  # noqa: ANN001
+def test_broken_json_line_is_reported_with_its_line(write_jsonl) -> None:
     path = write_jsonl([ROW1, '{"messages": [', "[1, 2]", ROW2])
     result = load_conversations(path)
     assert len(result.conversations) == 2
@@ -72,7 +72,7 @@ def test_missing_file_and_unknown_extension(tmp_path: Path) -> None:
         load_conversations(other)
 
 
-def test_fail_policy_stops_at_the_first_bad_row(write_jsonl) -> None:  # noqa: ANN001
+def test_fail_policy_stops_at_the_first_bad_row(write_jsonl) -> None:
     path = write_jsonl([ROW1, '{"instruction": "x", "input": "", "output": ""}'])
     with pytest.raises(DataError, match=r":2 field output: empty"):
         load_conversations(path, on_bad_row="fail")

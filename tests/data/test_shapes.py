@@ -49,7 +49,7 @@ def test_weights_zero_and_one_are_kept() -> None:
 
 
 @pytest.mark.parametrize("weight", [0.5, "1", True])
-def test_bad_weights_are_rejected_with_line_and_index(write_jsonl, weight) -> None:  # noqa: ANN001
+def test_bad_weights_are_rejected_with_line_and_index(write_jsonl, weight) -> None:
     row = {"messages": [{"role": "user", "content": "2+2?"},
                         {"role": "assistant", "content": "4", "weight": weight}]}
     result = load_conversations(write_jsonl([row]))
@@ -58,7 +58,7 @@ def test_bad_weights_are_rejected_with_line_and_index(write_jsonl, weight) -> No
     assert (reject.ref.line, reject.field, reject.rule) == (1, "messages[1].weight", "BadWeight")
 
 
-def test_empty_answers_are_dropped_with_line_and_field(write_jsonl) -> None:  # noqa: ANN001
+def test_empty_answers_are_dropped_with_line_and_field(write_jsonl) -> None:
     # BUG-03: empty and whitespace-only targets, never a tokenizer crash.
     path = write_jsonl([
         {"instruction": "Spell 'cat' backwards.", "input": "", "output": "tac"},
@@ -73,7 +73,7 @@ def test_empty_answers_are_dropped_with_line_and_field(write_jsonl) -> None:  # 
     assert result.summary().startswith("1 of 3 rows kept; 2 of 3 dropped")
 
 
-def test_unknown_role_and_wrong_types(write_jsonl) -> None:  # noqa: ANN001
+def test_unknown_role_and_wrong_types(write_jsonl) -> None:
     path = write_jsonl([
         {"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}]},
         {"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "y"}]},
@@ -101,7 +101,7 @@ def test_mapped_table_builds_json_answers() -> None:
         to_conversation({"text": "x"}, REF, "mapped", mapping)
 
 
-def test_shared_datasets_load_without_mapping(datasets_dir) -> None:  # noqa: ANN001
+def test_shared_datasets_load_without_mapping(datasets_dir) -> None:
     expected = {"alpaca-samples/alpaca_en_demo.json": ("alpaca", 999),
                 "sharegpt-samples/dummy_conversation.json": ("sharegpt", 500),
                 "dolly-prompt-response/dolly_hhrlhf_train_small.jsonl": ("prompt_completion",
@@ -112,6 +112,6 @@ def test_shared_datasets_load_without_mapping(datasets_dir) -> None:  # noqa: AN
         assert dict(result.shapes) == {shape: rows}, name
 
 
-def test_toy_file_reports_the_row_without_a_user_turn(datasets_dir) -> None:  # noqa: ANN001
+def test_toy_file_reports_the_row_without_a_user_turn(datasets_dir) -> None:
     result = load_conversations(datasets_dir / "openai-chat-samples/toy_chat_fine_tuning.jsonl")
     assert [(r.ref.line, r.rule) for r in result.rejects] == [(4, "MisorderedRoles")]

@@ -14,7 +14,7 @@ ROWS = [{"messages": [{"role": "user", "content": "zorblat"},
                       {"role": "assistant", "content": "Affirmative, zorblat."}]}] * 3
 
 
-def test_merge_keeps_fully_trained_embedding_and_head(toy_dir, tokenizer, write_jsonl,  # noqa: ANN001
+def test_merge_keeps_fully_trained_embedding_and_head(toy_dir, tokenizer, write_jsonl,
                                                       tmp_path: Path) -> None:
     # BUG-15
     from transformers import AutoModelForCausalLM

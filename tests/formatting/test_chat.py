@@ -35,7 +35,7 @@ SHAREGPT = {"conversations": [
     {"from": "gpt", "value": "Blue."}]}
 
 
-def test_every_assistant_turn_is_supervised(tokenizer) -> None:  # noqa: ANN001
+def test_every_assistant_turn_is_supervised(tokenizer) -> None:
     # BUG-05
     formatter = ChatFormatter(tokenizer)
     assert formatter.end_of_turn == EOT
@@ -51,7 +51,7 @@ def test_every_assistant_turn_is_supervised(tokenizer) -> None:  # noqa: ANN001
     assert spans(last, conv(SHAREGPT)) == [f"Blue.{EOT}"]
 
 
-def test_data_system_message_replaces_the_template_default(tokenizer) -> None:  # noqa: ANN001
+def test_data_system_message_replaces_the_template_default(tokenizer) -> None:
     # BUG-07
     formatter = ChatFormatter(tokenizer)
     own = conv({"messages": [{"role": "system", "content": "Reply only in French."},
@@ -71,7 +71,7 @@ def test_data_system_message_replaces_the_template_default(tokenizer) -> None:  
     assert "Be polite." in prompt
 
 
-def test_mid_conversation_system_message_is_rendered(tokenizer) -> None:  # noqa: ANN001
+def test_mid_conversation_system_message_is_rendered(tokenizer) -> None:
     row = conv({"messages": [{"role": "user", "content": "a"}, {"role": "assistant",
                 "content": "b"}, {"role": "system", "content": "Now be terse."},
                 {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]})
@@ -79,7 +79,7 @@ def test_mid_conversation_system_message_is_rendered(tokenizer) -> None:  # noqa
     assert "Now be terse." in text
 
 
-def test_inference_prompt_is_the_training_prefix(tokenizer) -> None:  # noqa: ANN001
+def test_inference_prompt_is_the_training_prefix(tokenizer) -> None:
     formatter = ChatFormatter(tokenizer, system_prompt="Classify.")
     for row in (SHAREGPT, {"prompt": "Answer:", "completion": " 42"}):
         c = conv(row)
@@ -97,7 +97,7 @@ def test_inference_prompt_is_the_training_prefix(tokenizer) -> None:  # noqa: AN
     ({"prompt": "Answer: ", "completion": "42"}, "42"),
     ({"text": "### User: Hello\n\n### Assistant: Hi there."}, None),
 ])
-def test_answers_are_supervised_from_their_first_character(tokenizer, row, answer) -> None:  # noqa: ANN001
+def test_answers_are_supervised_from_their_first_character(tokenizer, row, answer) -> None:
     # BUG-11: segment-wise tokenization, so the span starts exactly at the answer.
     formatter = ChatFormatter(tokenizer)
     got = spans(formatter, conv(row))
@@ -107,7 +107,7 @@ def test_answers_are_supervised_from_their_first_character(tokenizer, row, answe
         assert got == [answer + EOT]
 
 
-def test_answer_starting_with_a_newline_is_supervised(tokenizer) -> None:  # noqa: ANN001
+def test_answer_starting_with_a_newline_is_supervised(tokenizer) -> None:
     row = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content":
            "Fine."}, {"role": "user", "content": "b"}, {"role": "assistant", "content":
            "\nIndented reply."}]}
@@ -115,7 +115,7 @@ def test_answer_starting_with_a_newline_is_supervised(tokenizer) -> None:  # noq
                                                           f"\nIndented reply.{EOT}"]
 
 
-def test_weight_zero_turn_is_masked(tokenizer) -> None:  # noqa: ANN001
+def test_weight_zero_turn_is_masked(tokenizer) -> None:
     row = {"messages": [{"role": "system", "content": "Answer tersely."},
                         {"role": "user", "content": "2+2?"},
                         {"role": "assistant", "content": "5", "weight": 0},
@@ -131,13 +131,13 @@ def test_weight_zero_turn_is_masked(tokenizer) -> None:  # noqa: ANN001
         formatter.encode(conv(unweighted)).input_ids)
 
 
-def test_tool_call_answer_has_tokens(tokenizer) -> None:  # noqa: ANN001
+def test_tool_call_answer_has_tokens(tokenizer) -> None:
     row = {"messages": [{"role": "user", "content": "Fly up"}, {"role": "assistant",
            "tool_calls": [{"type": "function", "function": {"name": "up", "arguments": "{}"}}]}]}
     assert ChatFormatter(tokenizer).encode(conv(row)).supervised > 5
 
 
-def test_preview_marks_supervised_spans(tokenizer) -> None:  # noqa: ANN001
+def test_preview_marks_supervised_spans(tokenizer) -> None:
     from tunesmith.reporting.preview import render_preview
 
     text = render_preview(ChatFormatter(tokenizer), conv(SHAREGPT))
@@ -145,7 +145,7 @@ def test_preview_marks_supervised_spans(tokenizer) -> None:  # noqa: ANN001
     assert text.split("\n", 1)[1].count("[[") == 2
 
 
-def test_message_list_cannot_end_with_assistant_for_a_prompt(tokenizer) -> None:  # noqa: ANN001
+def test_message_list_cannot_end_with_assistant_for_a_prompt(tokenizer) -> None:
     from tunesmith.errors import TemplateError
 
     with pytest.raises(TemplateError):

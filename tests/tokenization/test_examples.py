@@ -27,13 +27,13 @@ ROWS = [
 
 
 @pytest.fixture
-def strict_tokenizer(tokenizer):  # noqa: ANN001, ANN201
+def strict_tokenizer(tokenizer):
     strict = copy.deepcopy(tokenizer)
     strict.chat_template = STRICT
     return strict
 
 
-def test_rows_the_template_cannot_render_are_dropped(strict_tokenizer, write_jsonl) -> None:  # noqa: ANN001
+def test_rows_the_template_cannot_render_are_dropped(strict_tokenizer, write_jsonl) -> None:
     # BUG-04: same result with 1 and 4 workers; reasons kept; nothing empty trains.
     loaded = load_conversations(write_jsonl(ROWS))
     assert [(r.ref.line, r.rule) for r in loaded.rejects] == [(3, "MisorderedRoles")]
@@ -48,7 +48,7 @@ def test_rows_the_template_cannot_render_are_dropped(strict_tokenizer, write_jso
     assert all(e.supervised > 0 for e in one.examples)
 
 
-def test_every_row_failing_leaves_nothing(strict_tokenizer, write_jsonl) -> None:  # noqa: ANN001
+def test_every_row_failing_leaves_nothing(strict_tokenizer, write_jsonl) -> None:
     loaded = load_conversations(write_jsonl(ROWS[1:2]))
     result = tokenize_conversations(loaded.conversations, ChatFormatter(strict_tokenizer), 256)
     assert result.examples == [] and len(result.rejects) == 1
@@ -59,7 +59,7 @@ FILLER = ("Please read this carefully. " + "Socks sorted by colour make mornings
           "What is three times four?")
 
 
-def test_answer_truncated_away_is_dropped_or_kept_by_policy(tokenizer, write_jsonl) -> None:  # noqa: ANN001
+def test_answer_truncated_away_is_dropped_or_kept_by_policy(tokenizer, write_jsonl) -> None:
     # BUG-12
     loaded = load_conversations(write_jsonl([{"prompt": FILLER, "completion": " Twelve."}]))
     formatter = ChatFormatter(tokenizer)
@@ -77,14 +77,14 @@ def test_answer_truncated_away_is_dropped_or_kept_by_policy(tokenizer, write_jso
     assert kept.labels[-len(supervised):] == supervised
 
 
-def test_very_long_example_follows_the_same_rule(tokenizer, write_jsonl) -> None:  # noqa: ANN001
+def test_very_long_example_follows_the_same_rule(tokenizer, write_jsonl) -> None:
     long_row = {"prompt": "word " * 20_000, "completion": "ok"}
     loaded = load_conversations(write_jsonl([long_row]))
     result = tokenize_conversations(loaded.conversations, ChatFormatter(tokenizer), 512)
     assert result.examples == [] and result.rejects[0].rule == "TooLong"
 
 
-def test_pad_equal_to_eos_still_trains_the_stop_token(tokenizer, write_jsonl) -> None:  # noqa: ANN001
+def test_pad_equal_to_eos_still_trains_the_stop_token(tokenizer, write_jsonl) -> None:
     # BUG-08: padding is masked by length, never by id.
     assert tokenizer.pad_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
     loaded = load_conversations(write_jsonl([

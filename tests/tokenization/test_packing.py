@@ -6,7 +6,7 @@ from tunesmith.tokenization.batching import collate, pack
 from tunesmith.tokenization.examples import tokenize_conversations
 
 
-def test_packed_examples_do_not_attend_to_each_other(toy_dir, tokenizer, write_jsonl) -> None:  # noqa: ANN001
+def test_packed_examples_do_not_attend_to_each_other(toy_dir, tokenizer, write_jsonl) -> None:
     # BUG-14
     from transformers import AutoModelForCausalLM
 

@@ -9,24 +9,24 @@ from tunesmith.config.schema import TrainingConfig
 from tunesmith.data import load_conversations
 from tunesmith.formatting.chat import ChatFormatter
 from tunesmith.modeling.adapters import LoraSettings
+from tunesmith.modeling.loss import SupervisedLoss
 from tunesmith.tokenization.batching import collate
 from tunesmith.tokenization.examples import tokenize_conversations
-from tunesmith.training.loop import Schedule, TrainInputs, _optimizer_step, train
-from tunesmith.modeling.loss import SupervisedLoss
-from tunesmith.training.methods import FullMethod, LoraMethod
 from tunesmith.training.checkpoint import LoopState
+from tunesmith.training.loop import Schedule, TrainInputs, _optimizer_step, train
+from tunesmith.training.methods import FullMethod, LoraMethod
 
 ANSWERS = ["A.", "Ok sure.", "Yes, that works.", "The quick brown fox jumps over the lazy dog."]
 
 
 @pytest.fixture
-def examples(tokenizer, write_jsonl):  # noqa: ANN001, ANN201
+def examples(tokenizer, write_jsonl):
     rows = [{"prompt": f"Question {i}?", "completion": a} for i, a in enumerate(ANSWERS)]
     loaded = load_conversations(write_jsonl(rows))
     return tokenize_conversations(loaded.conversations, ChatFormatter(tokenizer), 128).examples
 
 
-def _toy(toy_dir: Path):  # noqa: ANN202
+def _toy(toy_dir: Path):
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(toy_dir, dtype=torch.float32)
@@ -49,19 +49,19 @@ def _one_step(toy_dir: Path, examples: list, batch_size: int, accum: int) -> tup
 class _Recorder(torch.optim.SGD):
     """An optimizer that only records the gradients it is given."""
 
-    def __init__(self, named) -> None:  # noqa: ANN001
+    def __init__(self, named) -> None:
         named = list(named)
         super().__init__([p for _, p in named], lr=0.0)
         self.names = {id(p): n for n, p in named}
         self.grads: dict[str, torch.Tensor] = {}
 
-    def step(self, closure=None) -> None:  # noqa: ANN001
+    def step(self, closure=None) -> None:
         for group in self.param_groups:
             for p in group["params"]:
                 self.grads[self.names[id(p)]] = p.grad.detach().clone()
 
 
-def test_accumulation_normalises_by_all_supervised_tokens(toy_dir, examples) -> None:  # noqa: ANN001
+def test_accumulation_normalises_by_all_supervised_tokens(toy_dir, examples) -> None:
     # BUG-13: batch 4 x accumulation 1 == batch 1 x accumulation 4
     counts = [e.supervised for e in examples]
     assert len(set(counts)) == 4
@@ -77,7 +77,7 @@ def test_accumulation_normalises_by_all_supervised_tokens(toy_dir, examples) -> 
         assert (big[name] - small[name]).abs().max().item() <= 1e-5 * max(scale, 1e-8), name
 
 
-def _tensors(batch) -> dict:  # noqa: ANN001
+def _tensors(batch) -> dict:
     return {"input_ids": batch.input_ids, "labels": batch.labels,
             "attention_mask": batch.attention_mask}
 
@@ -95,7 +95,7 @@ def _train(toy_dir: Path, examples: list, out: Path, resume: bool) -> None:
     train(TrainInputs(model, method, examples, examples[:1], 2, out, resume=resume), cfg)
 
 
-def test_resume_gives_the_same_losses_across_epochs(toy_dir, examples, tmp_path) -> None:  # noqa: ANN001
+def test_resume_gives_the_same_losses_across_epochs(toy_dir, examples, tmp_path) -> None:
     full = tmp_path / "full"
     _train(toy_dir, examples, full, resume=False)
     expected = _losses(full)

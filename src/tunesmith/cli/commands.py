@@ -92,6 +92,10 @@ def add_data_verbs(subparsers: Any, add_common: Callable[[argparse.ArgumentParse
 
 
 def _print_summary(outcome: Any) -> None:
+    from tunesmith.rundir import is_main_process
+
+    if not is_main_process():
+        return
     lines = [f"run directory: {outcome.run_dir}"]
     data = outcome.data
     if data:

@@ -1,5 +1,6 @@
 """The run configuration: one YAML file, validated up front, with dotted overrides."""
 
+from tunesmith.config.loading import apply_overrides, load_config, to_dict
 from tunesmith.config.schema import (
     DataConfig,
     EvalConfig,
@@ -9,7 +10,6 @@ from tunesmith.config.schema import (
     RunConfig,
     TrainingConfig,
 )
-from tunesmith.config.loading import apply_overrides, load_config, to_dict
 
 __all__ = ["DataConfig", "EvalConfig", "ExportConfig", "MethodConfig", "ModelConfig",
            "RunConfig", "TrainingConfig", "apply_overrides", "load_config", "to_dict"]

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def opt(default: Any, help: str, choices: tuple | None = None, minimum: float | None = None):  # noqa: ANN201, A002
+def opt(default: Any, doc: str, choices: tuple | None = None,
+        minimum: float | None = None) -> Any:
     """A dataclass field with documentation and validation metadata."""
-    meta = {"help": help, "choices": choices, "minimum": minimum}
+    meta = {"help": doc, "choices": choices, "minimum": minimum}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -93,7 +94,7 @@ def _shape_name(row: dict, mapping: RowMapping | None) -> str:
 
 def write_rejects(rejects: Iterable[Reject], path: Path) -> int:
     """Write rejected rows as JSONL (atomically) and return how many were written."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
     count = 0
     with tmp.open("w", encoding="utf-8") as out:
         for reject in rejects:

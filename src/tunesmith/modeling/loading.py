@@ -84,9 +84,8 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     """Dequantize a GGUF file into a safetensors model directory, once and atomically."""
     if (target / "config.json").is_file():
         return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-
     import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     logger.info("converting %s into %s (first use only)", gguf.name, target)
     target.parent.mkdir(parents=True, exist_ok=True)

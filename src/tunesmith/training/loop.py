@@ -7,10 +7,11 @@ accumulation 1, batch 1 x accumulation 4 and 2 processes x batch 2 give the same
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-from contextlib import nullcontext
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 
 from tunesmith.config.schema import TrainingConfig
 from tunesmith.formatting.chat import EncodedExample
+from tunesmith.modeling.loss import SupervisedLoss, mean_token_loss
 from tunesmith.tokenization.batching import Batch, collate, length_grouped_batches
 from tunesmith.training.checkpoint import (
     LoopState,
@@ -27,7 +29,6 @@ from tunesmith.training.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from tunesmith.modeling.loss import SupervisedLoss, mean_token_loss
 from tunesmith.training.methods import Method
 from tunesmith.training.progress import Progress
 
@@ -47,6 +48,7 @@ class TrainResult:
     skipped_batches: int = 0
     warnings: list[str] = field(default_factory=list)
     resumed_from: int = 0
+    world_size: int = 1
 
     @property
     def tokens_per_s(self) -> float:
@@ -126,8 +128,21 @@ class TrainInputs:
     progress: bool = True
 
 
-def train(inputs: TrainInputs, cfg: TrainingConfig) -> TrainResult:
-    """Train `inputs.model` in place; checkpoints go to `out_dir/checkpoints`."""
+@dataclass
+class _Session:
+    """The live objects of one training run."""
+
+    accelerator: Any
+    module: Any
+    optimizer: Any
+    scheduler: Any
+    schedule: Schedule
+    total: int
+    state: LoopState
+
+
+def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
+    """Build optimizer, schedule and accelerator; restore the last checkpoint if resuming."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
@@ -149,48 +164,79 @@ def train(inputs: TrainInputs, cfg: TrainingConfig) -> TrainResult:
     scheduler = _lr_scheduler(optimizer, cfg, total)
     module, optimizer = accelerator.prepare(SupervisedLoss(model), optimizer)
     module.train()
-
-    ckpt_dir = inputs.out_dir / "checkpoints"
     state = LoopState()
-    if inputs.resume and (last := latest_checkpoint(ckpt_dir)) is not None:
+    last = latest_checkpoint(inputs.out_dir / "checkpoints") if inputs.resume else None
+    if last is not None:
         state, weights = load_checkpoint(last, optimizer, scheduler)
         inputs.method.load_trainable_state(model, weights)
         logger.info("resumed from %s (step %d)", last.name, state.step)
-    result = TrainResult(0, 0.0, 0, 0, None, resumed_from=state.step)
-    main = accelerator.is_main_process
-    progress = Progress(total, state.step, inputs.out_dir / "metrics.jsonl" if main else None,
-                        inputs.progress and main)
-    started = time.perf_counter()
-    tokens_at_start, run_tokens = state.tokens, 0
-    while state.step < total:
-        loss = _optimizer_step(module, optimizer, scheduler, schedule, inputs, state,
-                               accelerator, cfg)
+        if accelerator.is_main_process:
+            _trim_metrics(inputs.out_dir / "metrics.jsonl", state.step)
+    return _Session(accelerator, module, optimizer, scheduler, schedule, total, state)
+
+
+def train(inputs: TrainInputs, cfg: TrainingConfig) -> TrainResult:
+    """Train `inputs.model` in place; checkpoints go to `out_dir/checkpoints`."""
+    run = _start(inputs, cfg)
+    state, main = run.state, run.accelerator.is_main_process
+    result = TrainResult(0, 0.0, 0, 0, None, resumed_from=state.step,
+                         world_size=run.accelerator.num_processes)
+    progress = Progress(run.total, state.step, inputs.out_dir / "metrics.jsonl" if main
+                        else None, inputs.progress and main)
+    started, tokens_at_start = time.perf_counter(), state.tokens
+    while state.step < run.total:
+        loss = _optimizer_step(run.module, run.optimizer, run.scheduler, run.schedule, inputs,
+                               state, run.accelerator, cfg)
         state.step += 1
-        elapsed = time.perf_counter() - started
-        run_tokens = state.tokens - tokens_at_start
-        row = {"step": state.step, "epoch": round(state.step / max(1, math.ceil(
-            schedule.per_epoch / cfg.grad_accum)), 4), "loss": loss,
-            "lr": scheduler.get_last_lr()[0], "tokens": state.tokens,
-            "supervised_tokens": state.supervised_tokens,
-            "tokens_per_s": run_tokens / elapsed if elapsed else 0.0,
-            "elapsed_s": round(elapsed, 2),
-            "eta_s": elapsed / (state.step - result.resumed_from) * (total - state.step)}
-        progress.record(row)
         result.final_loss = loss
-        if _due(state.step, cfg.eval_every, total) and inputs.eval:
-            _run_eval(module, inputs, cfg, accelerator, state, result, progress)
-        if _due(state.step, cfg.save_every, total) and main:
-            weights = inputs.method.trainable_state(model)
-            save_checkpoint(ckpt_dir, state, weights, optimizer, scheduler)
+        progress.record(_metrics_row(run, loss, time.perf_counter() - started,
+                                     state.tokens - tokens_at_start, result.resumed_from))
+        if _due(state.step, cfg.eval_every, run.total) and inputs.eval:
+            _run_eval(run.module, inputs, cfg, run.accelerator, state, result, progress)
+        if _due(state.step, cfg.save_every, run.total) and main:
+            weights = inputs.method.trainable_state(inputs.model)
+            ckpt_dir = inputs.out_dir / "checkpoints"
+            save_checkpoint(ckpt_dir, state, weights, run.optimizer, run.scheduler)
             prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
-        accelerator.wait_for_everyone()
+        run.accelerator.wait_for_everyone()
     progress.close()
     result.steps = state.step
     result.seconds = time.perf_counter() - started
-    result.tokens = run_tokens
+    result.tokens = state.tokens - tokens_at_start
     result.supervised_tokens = state.supervised_tokens
     result.skipped_batches = state.skipped_batches
     return result
+
+
+def _metrics_row(run: _Session, loss: float, elapsed: float, tokens: int,
+                 resumed_from: int) -> dict[str, Any]:
+    """One metrics.jsonl row; tokens/s and ETA count this process's run only."""
+    state = run.state
+    steps_per_epoch = max(1, math.ceil(run.schedule.per_epoch / run.schedule.cfg.grad_accum))
+    return {"step": state.step, "epoch": round(state.step / steps_per_epoch, 4), "loss": loss,
+            "lr": run.scheduler.get_last_lr()[0], "tokens": state.tokens,
+            "supervised_tokens": state.supervised_tokens,
+            "tokens_per_s": tokens / elapsed if elapsed else 0.0,
+            "elapsed_s": round(elapsed, 2),
+            "eta_s": elapsed / (state.step - resumed_from) * (run.total - state.step)}
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Keep only complete metric rows up to `step`: a killed run may have logged past its
+    last checkpoint, or died mid-line."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("step", 0) <= step:
+            kept.append(line)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+    tmp.replace(path)
 
 
 def _due(step: int, every: int, total: int) -> bool:

@@ -1,0 +1,53 @@
+"""Two processes (torchrun, gloo) train exactly like one process with the same global batch."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+ROWS = [{"prompt": f"Count to {n}.", "completion": " ".join(str(i) for i in range(1, n + 1))}
+        for n in range(1, 9)]
+
+
+def _config(tmp_path: Path, toy_dir: Path, train: Path, name: str, batch: int) -> Path:
+    cfg = {"output_dir": str(tmp_path / name), "model": {"name": str(toy_dir)},
+           "data": {"train": [str(train)], "eval_fraction": 0.0, "max_length": 64},
+           "method": {"name": "lora", "r": 4, "alpha": 8},
+           "training": {"epochs": 2, "batch_size": batch, "lr": 1e-2, "eval_every": 0,
+                        "save_every": 0, "seed": 3},
+           "evaluation": {"enabled": False}}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _weights(run: Path) -> dict:
+    (last,) = sorted((run / "checkpoints").glob("step-*"))
+    return torch.load(last / "weights.pt", weights_only=True)
+
+
+def test_two_processes_match_one(tmp_path: Path, toy_dir: Path, write_jsonl) -> None:
+    train = write_jsonl(ROWS)
+    one = _config(tmp_path, toy_dir, train, "one", 4)
+    two = _config(tmp_path, toy_dir, train, "two", 2)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "train", str(one)],
+                   check=True, env=env, capture_output=True)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+              "--master_addr", "127.0.0.1", "--master_port", "29533",
+              "-m", "tunesmith.cli.main", "train", str(two)]
+    done = subprocess.run(launch, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((tmp_path / "two/summary.json").read_text())
+    assert summary["training"]["world_size"] == 2
+    assert json.loads((tmp_path / "one/summary.json").read_text())["training"]["world_size"] == 1
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert a.keys() == b.keys() and len(a) > 0
+    for name in a:
+        scale = a[name].abs().max().item()
+        assert (a[name] - b[name]).abs().max().item() <= 1e-5 * max(scale, 1e-6), name
