@@ -123,6 +123,14 @@ def _method(config: RunConfig) -> Method:
     return build_method(m.name, settings)
 
 
+def _prepare(config: RunConfig, method: Method, model: Any) -> Any:
+    """Attach the method with a seeded RNG so adapter weights start the same in every run."""
+    from accelerate.utils import set_seed
+
+    set_seed(config.training.seed)
+    return method.prepare(model)
+
+
 def _fresh_model(config: RunConfig) -> Any:
     return load_model(config.model.name, config.model.cache_dir, config.model.dtype)
 
@@ -135,7 +143,7 @@ def _trained_model(config: RunConfig, run_dir: Path) -> tuple[Any, Any, Method]:
                               "`tunesmith train` first")
     loaded = _fresh_model(config)
     method = _method(config)
-    model = method.prepare(loaded.model)
+    model = _prepare(config, method, loaded.model)
     method.load_trainable_state(model, torch.load(last / "weights.pt", weights_only=True))
     return model, loaded.tokenizer, method
 
@@ -161,7 +169,7 @@ def run_train(config: RunConfig, resume: bool = False, progress: bool = True) ->
     data = prepare_data(config, tokenizer, run_dir)
     loaded = _fresh_model(config)
     method = _method(config)
-    model = method.prepare(loaded.model)
+    model = _prepare(config, method, loaded.model)
     inputs = TrainInputs(model, method, data.train, data.eval, loaded.tokenizer.pad_token_id,
                          run_dir, resume=resume, progress=progress)
     result = train(inputs, config.training)

@@ -74,7 +74,7 @@ def load_checkpoint(path: Path, optimizer: Any, scheduler: Any) -> tuple[LoopSta
 
 
 def prune_checkpoints(directory: Path, keep: int) -> None:
-    """Delete all but the `keep` newest checkpoints."""
+    """Delete all but the `keep` newest checkpoints, and folders a killed save left behind."""
     done = sorted(p for p in directory.glob("step-*") if (p / STATE_FILE).is_file())
-    for old in done[:-keep]:
+    for old in done[:-keep] + list(directory.glob(".tmp-*")):
         shutil.rmtree(old, ignore_errors=True)
