@@ -132,3 +132,12 @@ def test_data_preview_marks_answers(config: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert out.count('[[{"word": "red"}<|im_end|>]]') == 1
     assert "8 of 9 rows kept" in out
+
+
+def test_full_fine_tuning_exports_a_merged_model_only(config: Path) -> None:
+    assert main(["run", str(config), "method.name=full", "evaluation.enabled=false"]) == 0
+    run = config.parent / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary["exports"]) == {"merged"}
+    assert summary["merge_max_abs_logit_diff"] == 0.0
+    assert not (run / "export/adapter").exists()

@@ -47,9 +47,10 @@ class MergeCheck:
 
 def export_adapter(model: Any, method: Method, target: Path) -> bool:
     """Write the adapter folder; False when the method has no adapter (full fine-tuning)."""
+    if not method.has_adapter:
+        return False
     with atomic_dir(target) as tmp:
-        if not method.save_adapter(model, tmp):
-            return False
+        method.save_adapter(model, tmp)
     return True
 
 

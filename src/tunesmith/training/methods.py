@@ -15,6 +15,7 @@ class Method(Protocol):
     """What the loop needs from a fine-tuning method."""
 
     name: str
+    has_adapter: bool
 
     def prepare(self, model: Any) -> Any:
         """Return the model to train, with only the trainable weights requiring grad."""
@@ -25,8 +26,8 @@ class Method(Protocol):
     def load_trainable_state(self, model: Any, state: dict[str, Any]) -> None:
         """Restore the weights from `trainable_state`."""
 
-    def save_adapter(self, model: Any, path: Path) -> bool:
-        """Write the adapter directory; return False when the method has none."""
+    def save_adapter(self, model: Any, path: Path) -> None:
+        """Write the adapter directory (only called when `has_adapter`)."""
 
     def merged(self, model: Any) -> Any:
         """Return a plain transformers model with the training folded in."""
@@ -48,6 +49,8 @@ def _load_trainable(model: Any, state: dict[str, Any]) -> None:
 class LoraMethod:
     """LoRA (and rsLoRA, DoRA) adapters through PEFT on a frozen base."""
 
+    has_adapter = True
+
     def __init__(self, settings: LoraSettings) -> None:
         self.settings = settings
         self.name = settings.variant
@@ -66,9 +69,8 @@ class LoraMethod:
     def load_trainable_state(self, model: Any, state: dict[str, Any]) -> None:
         _load_trainable(model, state)
 
-    def save_adapter(self, model: Any, path: Path) -> bool:
+    def save_adapter(self, model: Any, path: Path) -> None:
         model.save_pretrained(path, safe_serialization=True)
-        return True
 
     def merged(self, model: Any) -> Any:
         return merge_adapter(model)
@@ -78,6 +80,7 @@ class FullMethod:
     """Full fine-tuning: every weight trains."""
 
     name = "full"
+    has_adapter = False
 
     def prepare(self, model: Any) -> Any:
         for param in model.parameters():
@@ -92,8 +95,8 @@ class FullMethod:
     def load_trainable_state(self, model: Any, state: dict[str, Any]) -> None:
         _load_trainable(model, state)
 
-    def save_adapter(self, model: Any, path: Path) -> bool:
-        return False
+    def save_adapter(self, model: Any, path: Path) -> None:
+        raise NotImplementedError("full fine-tuning has no adapter; export the merged model")
 
     def merged(self, model: Any) -> Any:
         return model
