@@ -107,3 +107,14 @@ def test_resume_gives_the_same_losses_across_epochs(toy_dir, examples, tmp_path)
     assert sorted(resumed) == list(range(7, 13))
     for step, loss in resumed.items():
         assert loss == pytest.approx(expected[step], rel=1e-6, abs=1e-7), step
+
+
+def test_overtraining_warning_ignores_noise() -> None:
+    from tunesmith.training.loop import overtraining_warning
+
+    assert overtraining_warning([(10, 0.50)]) is None
+    assert overtraining_warning([(10, 0.50), (20, 0.40)]) is None
+    assert overtraining_warning([(10, 0.0339), (20, 0.0341)]) is None  # 0.6% up: noise
+    message = overtraining_warning([(10, 0.50), (20, 0.40), (30, 0.43)])
+    assert message is not None
+    assert "rose from 0.4000 to 0.4300 at step 30 (best 0.4000 at step 20)" in message

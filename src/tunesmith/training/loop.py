@@ -35,6 +35,25 @@ from tunesmith.training.progress import Progress
 logger = logging.getLogger(__name__)
 
 
+OVERTRAINING_MARGIN = 0.05
+
+
+def overtraining_warning(history: list[tuple[int, float]]) -> str | None:
+    """A warning when the newest eval loss rose and sits 5% above the best so far.
+
+    `history` holds (step, eval loss) pairs in order; small rises between evaluations are
+    noise and stay quiet.
+    """
+    if len(history) < 2:
+        return None
+    (_, before), (step, value) = history[-2], history[-1]
+    best_step, best = min(history, key=lambda item: item[1])
+    if value > before and value > best * (1 + OVERTRAINING_MARGIN):
+        return (f"eval loss rose from {before:.4f} to {value:.4f} at step {step} (best "
+                f"{best:.4f} at step {best_step}): the model may be overtraining")
+    return None
+
+
 @dataclass
 class TrainResult:
     """What the loop did, for the run summary."""
@@ -288,9 +307,7 @@ def _run_eval(
     progress.record({"step": state.step, "eval_loss": value})
     if state.best_eval_loss is None or value < state.best_eval_loss:
         state.best_eval_loss, state.best_step = value, state.step
-    if len(result.eval_losses) >= 2 and value > result.eval_losses[-2][1]:
-        message = (f"eval loss rose from {result.eval_losses[-2][1]:.4f} to {value:.4f} at "
-                   f"step {state.step} (best {state.best_eval_loss:.4f} at step "
-                   f"{state.best_step}): the model may be overtraining")
+    message = overtraining_warning(result.eval_losses)
+    if message:
         progress.warn(message)
         result.warnings.append(message)
