@@ -19,6 +19,7 @@ $(BIN)/tunesmith: pyproject.toml
 setup: $(BIN)/tunesmith
 
 demo: setup
+	rm -rf runs/sample
 	$(BIN)/tunesmith run examples/sample/config.yaml
 
 test: setup

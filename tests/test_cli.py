@@ -141,3 +141,37 @@ def test_full_fine_tuning_exports_a_merged_model_only(config: Path) -> None:
     assert set(summary["exports"]) == {"merged"}
     assert summary["merge_max_abs_logit_diff"] == 0.0
     assert not (run / "export/adapter").exists()
+
+
+def test_second_run_into_the_same_directory_is_refused(config: Path, capsys) -> None:
+    assert main(["train", str(config), "training.max_steps=2"]) == 0
+    assert main(["train", str(config), "training.max_steps=3"]) == 2
+    assert "already holds checkpoints (step-0000002); continue it with --resume" in (
+        capsys.readouterr().err)
+
+
+def test_resume_with_other_settings_is_refused(config: Path, capsys) -> None:
+    assert main(["train", str(config), "training.max_steps=2"]) == 0
+    assert main(["train", str(config), "method.r=8", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "was trained with other settings (method:" in err and "Traceback" not in err
+    assert main(["eval", str(config), "method.name=full"]) == 2
+
+
+def test_resuming_a_finished_run_has_nothing_to_train(config: Path, capsys) -> None:
+    assert main(["train", str(config)]) == 0
+    assert main(["train", str(config), "--resume"]) == 0
+    assert "already at step 6; nothing to train" in capsys.readouterr().out
+
+
+def test_fail_policy_covers_rows_too_long(config: Path, write_jsonl, capsys) -> None:
+    long = write_jsonl(ROWS + [{"prompt": "word " * 200, "completion": "ok"}], "long.jsonl")
+    code = main(["train", str(config), f"data.train=[{long}]", "data.on_bad_row=fail"])
+    assert code == 2 and "long.jsonl:9" in capsys.readouterr().err
+
+
+def test_unusable_test_file_stops_before_training(config: Path, write_jsonl, capsys) -> None:
+    bad = write_jsonl(['{"broken'], "test.jsonl")
+    assert main(["run", str(config), f"data.test=[{bad}]"]) == 2
+    assert "no usable row in the test file(s)" in capsys.readouterr().err
+    assert not (config.parent / "run/checkpoints").exists()

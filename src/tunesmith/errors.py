@@ -36,6 +36,10 @@ class CheckpointError(TunesmithError, ValueError):
     """A checkpoint is missing, incomplete or does not match the run."""
 
 
+class RunDirError(TunesmithError, OSError):
+    """The run directory cannot be created or written."""
+
+
 class ExportError(TunesmithError, ValueError):
     """An export could not be written or did not verify."""
 

@@ -5,6 +5,7 @@ This is the one module besides `cli/` that spans rooms; each step hands the next
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from tunesmith.config import RunConfig
 from tunesmith.data.loading import load_conversations, write_rejects
 from tunesmith.data.records import Conversation, Reject
 from tunesmith.data.shapes import RowMapping
-from tunesmith.errors import CheckpointError, ConfigError, DataError
+from tunesmith.errors import CheckpointError, ConfigError, DataError, DataFileNotFound
 from tunesmith.evaluation.runner import (
     EvalCase,
     ModelScore,
@@ -30,9 +31,14 @@ from tunesmith.export.writers import export_adapter, export_merged, merge_and_ch
 from tunesmith.formatting.chat import ChatFormatter, EncodedExample
 from tunesmith.modeling.adapters import LoraSettings
 from tunesmith.modeling.loading import load_model, load_tokenizer
-from tunesmith.rundir import init_run_dir, is_main_process, write_json
+from tunesmith.rundir import init_run_dir, is_main_process, sha256_file, write_json
 from tunesmith.tokenization.examples import tokenize_conversations
-from tunesmith.training.checkpoint import latest_checkpoint
+from tunesmith.training.checkpoint import (
+    STATE_FILE,
+    check_fingerprint,
+    latest_checkpoint,
+    read_weights,
+)
 from tunesmith.training.loop import TrainInputs, TrainResult, train
 from tunesmith.training.methods import Method, build_method
 
@@ -90,13 +96,20 @@ def prepare_data(config: RunConfig, tokenizer: Any, run_dir: Path) -> PreparedDa
         train_convs, eval_convs = _split(train_convs, config.data.eval_fraction,
                                          config.data.seed)
     test_convs = _load(config.data.test, config, rejects) if config.data.test else eval_convs
+    if config.data.test and not test_convs:
+        raise DataError(f"no usable row in the test file(s) {', '.join(config.data.test)}; "
+                        "fix them or leave data.test empty to evaluate on the eval split")
     formatter = ChatFormatter(tokenizer, config.data.system_prompt, config.data.end_of_turn,
                               config.data.train_on)
     encode = dict(formatter=formatter, max_length=config.data.max_length,
                   truncation=config.data.truncation, workers=config.data.workers)
     train_tok = tokenize_conversations(train_convs, **encode)
     eval_tok = tokenize_conversations(eval_convs[: config.data.eval_max_rows], **encode)
-    rejects += train_tok.rejects + eval_tok.rejects
+    late = train_tok.rejects + eval_tok.rejects
+    if late and config.data.on_bad_row == "fail":
+        raise DataError(f"{late[0].describe()} (data.on_bad_row is 'fail'; fix the row, raise "
+                        "data.max_length, or set data.on_bad_row: drop)")
+    rejects += late
     data_dir = run_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     write_rejects(rejects, data_dir / "rejects.jsonl")
@@ -107,6 +120,9 @@ def prepare_data(config: RunConfig, tokenizer: Any, run_dir: Path) -> PreparedDa
               "tokens": sum(len(e.input_ids) for e in train_tok.examples)}
     write_json(data_dir / "summary.json", counts)
     if not train_tok.examples:
+        if not rejects:
+            raise DataError(f"no rows in {', '.join(config.data.train)}: the training data "
+                            "is empty")
         reasons = "; ".join(r.describe() for r in rejects[:3])
         raise DataError(f"no usable training row: all {len(rejects)} rows were dropped "
                         f"(first: {reasons}); see {data_dir / 'rejects.jsonl'}")
@@ -135,16 +151,32 @@ def _fresh_model(config: RunConfig) -> Any:
     return load_model(config.model.name, config.model.cache_dir, config.model.dtype)
 
 
+def _fingerprint(config: RunConfig) -> dict[str, Any]:
+    """What a checkpoint must share with the config to be resumed, evaluated or exported."""
+    m, t = config.method, config.training
+    files = [*config.data.train, *config.data.eval]
+    return {"method": [m.name, m.r, m.alpha, m.target_modules, list(m.modules_to_save)],
+            "model": config.model.name, "batch": [t.batch_size, t.grad_accum, t.seed],
+            "data": {Path(f).name: sha256_file(Path(f)) for f in files if Path(f).is_file()}}
+
+
 def _trained_model(config: RunConfig, run_dir: Path) -> tuple[Any, Any, Method]:
     """Rebuild the trained model from the run's last checkpoint."""
     last = latest_checkpoint(run_dir / "checkpoints")
     if last is None:
         raise CheckpointError(f"{run_dir}: no checkpoint to evaluate or export; run "
                               "`tunesmith train` first")
+    saved = json.loads((last / STATE_FILE).read_text()).get("fingerprint")
+    check_fingerprint(last, saved, _fingerprint(config))
+    weights = read_weights(last)
     loaded = _fresh_model(config)
     method = _method(config)
     model = _prepare(config, method, loaded.model)
-    method.load_trainable_state(model, torch.load(last / "weights.pt", weights_only=True))
+    try:
+        method.load_trainable_state(model, weights)
+    except (KeyError, RuntimeError) as err:
+        raise CheckpointError(f"{last}: its weights do not fit this model ({err}); use the "
+                              "config it was trained with") from None
     return model, loaded.tokenizer, method
 
 
@@ -163,6 +195,12 @@ class RunOutcome:
 def run_train(config: RunConfig, resume: bool = False, progress: bool = True) -> tuple[
         RunOutcome, Any, Any, Method, PreparedData]:
     """Prepare data and train; return the outcome and the live model for later steps."""
+    missing = [f for f in [*config.data.train, *config.data.eval, *config.data.test]
+               if not Path(f).exists()]
+    if missing:
+        raise DataFileNotFound(f"{missing[0]}: no such data file; check the path in "
+                               "data.train/eval/test (relative paths start at the current "
+                               "folder)")
     run_dir = init_run_dir(config)
     # Data problems stop the run before the (slow) model load.
     tokenizer = load_tokenizer(config.model.name, config.model.cache_dir)
@@ -171,7 +209,8 @@ def run_train(config: RunConfig, resume: bool = False, progress: bool = True) ->
     method = _method(config)
     model = _prepare(config, method, loaded.model)
     inputs = TrainInputs(model, method, data.train, data.eval, loaded.tokenizer.pad_token_id,
-                         run_dir, resume=resume, progress=progress)
+                         run_dir, resume=resume, progress=progress,
+                         fingerprint=_fingerprint(config))
     result = train(inputs, config.training)
     outcome = RunOutcome(run_dir, data.counts, result)
     _write_summary(outcome)

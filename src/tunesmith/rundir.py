@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from tunesmith.config import RunConfig, to_dict
+from tunesmith.errors import RunDirError
 
 PACKAGES = ("tunesmith", "torch", "transformers", "peft", "accelerate", "safetensors",
             "tokenizers", "gguf", "numpy")
@@ -55,7 +56,11 @@ def is_main_process() -> bool:
 def init_run_dir(config: RunConfig) -> Path:
     """Create the run directory and record the config, versions and input hashes."""
     run_dir = Path(config.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunDirError(f"cannot create output_dir {run_dir}: {err.strerror}; choose "
+                          "another output_dir") from None
     if not is_main_process():
         return run_dir
     tmp = run_dir / "config.yaml.tmp"

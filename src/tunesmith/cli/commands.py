@@ -104,8 +104,13 @@ def _print_summary(outcome: Any) -> None:
                      f"(data/rejects.jsonl), {data.get('truncated')} truncated")
     result = outcome.training
     if result is not None:
-        lines.append(f"training: {result.steps} steps in {result.seconds / 60:.1f} min, "
-                     f"{result.tokens_per_s:.0f} tokens/s, final loss {result.final_loss:.4f}")
+        done = result.steps - result.resumed_from
+        if done == 0:
+            lines.append(f"training: already at step {result.steps}; nothing to train")
+        else:
+            lines.append(f"training: {done} steps in {result.seconds / 60:.1f} min (now at step "
+                         f"{result.steps}), {result.tokens_per_s:.0f} tokens/s, final loss "
+                         f"{result.final_loss:.4f}")
         if result.eval_losses:
             step, loss = result.eval_losses[-1]
             lines.append(f"eval loss at step {step}: {loss:.4f}")

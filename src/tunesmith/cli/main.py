@@ -41,8 +41,10 @@ def _setup_logging(verbose: bool) -> None:
     root.propagate = False
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+def _add_common(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    # SUPPRESS on the verbs keeps a --debug given before the verb.
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs",
+                        default=False if top else argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="tunesmith", description=(
         "Fine-tune a language model on your examples and measure whether it worked."))
-    _add_common(parser)
+    _add_common(parser, top=True)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     for name, func in commands.RUN_VERBS.items():
         sub = verbs.add_parser(name, help=_first_line(func), description=func.__doc__)

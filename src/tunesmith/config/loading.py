@@ -29,9 +29,13 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not path.is_file():
             raise ConfigError([f"no such config file: {path}"], source)
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            with path.open(encoding="utf-8") as handle:
+                raw = yaml.safe_load(handle) or {}
         except yaml.YAMLError as err:
-            raise ConfigError([f"not valid YAML: {err}"], source) from None
+            where = getattr(err, "problem_mark", None)
+            line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError([f"not valid YAML{line}: {problem}"], source) from None
         if not isinstance(raw, dict):
             raise ConfigError(["the top level must be a mapping of sections"], source)
     problems: list[str] = []
@@ -102,9 +106,12 @@ def _check_value(key: str, value: Any, hint: Any, meta: Any, problems: list[str]
     choices = meta.get("choices")
     if choices and value is not None and value not in choices:
         problems.append(f"{key}: expected one of {', '.join(map(str, choices))}, found {value!r}")
-    minimum = meta.get("minimum")
-    if minimum is not None and isinstance(value, int | float) and value < minimum:
+    minimum, maximum = meta.get("minimum"), meta.get("maximum")
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if minimum is not None and number and value < minimum:
         problems.append(f"{key}: must be >= {minimum}, found {value!r}")
+    if maximum is not None and number and value > maximum:
+        problems.append(f"{key}: must be <= {maximum}, found {value!r}")
     return value
 
 

@@ -33,6 +33,10 @@ def _table(title: str, fields: typing.Iterable[dataclasses.Field], instance: obj
         meaning = f.metadata.get("help", "")
         if f.metadata.get("choices"):
             meaning += f" (one of {', '.join(map(str, f.metadata['choices']))})"
+        bounds = [f"{word} {f.metadata[key]}" for key, word in (("minimum", ">="),
+                  ("maximum", "<=")) if f.metadata.get(key) is not None]
+        if bounds:
+            meaning += f" ({', '.join(bounds)})"
         default = getattr(instance, f.name)
         rows.append(f"| `{f.name}` | `{default!r}` | {meaning} |")
     return [*rows, ""]

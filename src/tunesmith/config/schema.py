@@ -8,9 +8,9 @@ from typing import Any
 
 
 def opt(default: Any, doc: str, choices: tuple | None = None,
-        minimum: float | None = None) -> Any:
+        minimum: float | None = None, maximum: float | None = None) -> Any:
     """A dataclass field with documentation and validation metadata."""
-    meta = {"help": doc, "choices": choices, "minimum": minimum}
+    meta = {"help": doc, "choices": choices, "minimum": minimum, "maximum": maximum}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -29,7 +29,7 @@ class DataConfig:
     eval: list[str] = opt([], "held-out files for eval loss; empty = split from train")
     test: list[str] = opt([], "files for generation metrics; empty = the eval split")
     eval_fraction: float = opt(0.05, "share of train held out when data.eval is empty",
-                               minimum=0.0)
+                               minimum=0.0, maximum=0.5)
     eval_max_rows: int = opt(500, "at most this many held-out rows for eval loss", minimum=1)
     format: str = opt("auto", "row shape", ("auto", "messages", "sharegpt", "alpaca",
                                             "prompt_completion", "text", "mapped"))
@@ -57,8 +57,9 @@ class MethodConfig:
 
 @dataclass
 class TrainingConfig:
-    epochs: float = opt(1.0, "passes over the training data", minimum=0.0)
-    max_steps: int | None = opt(None, "stop after this many optimizer steps")
+    epochs: float = opt(1.0, "passes over the training data", minimum=0.01)
+    max_steps: int | None = opt(None, "stop after this many optimizer steps (caps epochs)",
+                                minimum=1)
     batch_size: int = opt(8, "examples per micro-batch per process", minimum=1)
     grad_accum: int = opt(1, "micro-batches per optimizer step", minimum=1)
     lr: float = opt(2e-4, "peak learning rate", minimum=0.0)
@@ -70,7 +71,7 @@ class TrainingConfig:
     save_every: int = opt(100, "checkpoint every N steps (0 = only at the end)", minimum=0)
     keep_checkpoints: int = opt(2, "how many recent checkpoints to keep", minimum=1)
     seed: int = opt(0, "seed for weights, dropout and data order")
-    threads: int | None = opt(None, "torch CPU threads; null = torch's default")
+    threads: int | None = opt(None, "torch CPU threads; null = torch's default", minimum=1)
     gradient_checkpointing: bool = opt(False, "recompute activations to save memory")
 
 
@@ -80,7 +81,7 @@ class EvalConfig:
     compare_base: bool = opt(True, "also evaluate the base model")
     batch_size: int = opt(32, "prompts per generation batch", minimum=1)
     max_new_tokens: int = opt(64, "generation limit per answer", minimum=1)
-    limit: int | None = opt(None, "evaluate only the first N test rows")
+    limit: int | None = opt(None, "evaluate only the first N test rows", minimum=1)
 
 
 @dataclass

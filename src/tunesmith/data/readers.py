@@ -51,6 +51,8 @@ def file_format(path: Path) -> str:
 def read_rows(path: str | Path, notes: ReadNotes | None = None) -> Iterator[RawRow]:
     """Yield every row of a data file in order."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; name the data file(s) inside it")
     if not path.is_file():
         raise DataFileNotFound(f"{path}: no such data file; check the path in data.train/eval")
     notes = notes if notes is not None else ReadNotes()
@@ -105,6 +107,8 @@ def _parse_json_object(ref: RowRef, line: str) -> RawRow:
         value = json.loads(line)
     except json.JSONDecodeError as err:
         return RawRow(ref, None, f"broken JSON: {err.msg} at column {err.colno}", line)
+    except (ValueError, RecursionError) as err:  # huge integers, absurd nesting
+        return RawRow(ref, None, f"unreadable JSON: {str(err)[:120]}", line[:1000])
     if not isinstance(value, dict):
         kind = type(value).__name__
         return RawRow(ref, None, f"expected a JSON object, found a {kind}", line)
@@ -114,7 +118,9 @@ def _parse_json_object(ref: RowRef, line: str) -> RawRow:
 def _read_json(path: Path, text: str) -> Iterator[RawRow]:
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as err:
+    except (ValueError, RecursionError) as err:
+        if not isinstance(err, json.JSONDecodeError):
+            raise DataError(f"{path}: unreadable JSON ({str(err)[:120]})") from None
         raise DataError(
             f"{path}:{err.lineno}: broken JSON ({err.msg} at column {err.colno}); "
             "a .json file must hold one array of objects (use .jsonl for one object per line)"

@@ -26,6 +26,8 @@ MERGE_TOLERANCE = 1e-3
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a temporary folder beside `final`; rename it into place only on success."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}-*"):  # left by a killed export
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         yield tmp

@@ -50,8 +50,8 @@ class ChatFormatter:
             raise TemplateError(f"train_on must be 'all' or 'last', found {train_on!r}")
         if not getattr(tokenizer, "chat_template", None):
             raise TemplateError(
-                "the tokenizer has no chat template; set model.chat_template to a Jinja "
-                "template or use a chat model"
+                "the tokenizer has no chat template; add chat_template.jinja to the model "
+                "folder or use a chat (instruct) model"
             )
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt

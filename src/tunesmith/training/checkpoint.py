@@ -27,6 +27,7 @@ class LoopState:
     skipped_batches: int = 0
     best_eval_loss: float | None = None
     best_step: int | None = None
+    fingerprint: dict[str, Any] | None = None
 
 
 def save_checkpoint(
@@ -58,6 +59,28 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return done[-1] if done else None
 
 
+def check_fingerprint(path: Path, saved: dict[str, Any] | None, current: dict[str, Any]) -> None:
+    """Refuse a checkpoint written by a different method or data than the current config."""
+    if saved is None:
+        return
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if changed:
+        detail = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, config {current.get(k)!r}"
+                           for k in changed)
+        raise CheckpointError(f"{path} was trained with other settings ({detail}); use the "
+                              "same config or a new output_dir")
+
+
+def read_weights(path: Path) -> dict[str, Any]:
+    """The trainable weights of a checkpoint, or a CheckpointError naming what is wrong."""
+    try:
+        return torch.load(path / "weights.pt", weights_only=True)
+    except (OSError, EOFError, RuntimeError, ValueError) as err:
+        raise CheckpointError(f"{path}: cannot read weights.pt ({type(err).__name__}: "
+                              f"{err}); delete this checkpoint folder to use the one before "
+                              "it") from None
+
+
 def load_checkpoint(path: Path, optimizer: Any, scheduler: Any) -> tuple[LoopState, dict]:
     """Restore optimizer, scheduler and RNG; return the loop state and trainable weights."""
     try:
@@ -66,7 +89,7 @@ def load_checkpoint(path: Path, optimizer: Any, scheduler: Any) -> tuple[LoopSta
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
         rng = torch.load(path / "rng.pt", weights_only=False)
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
+    except (OSError, EOFError, ValueError, KeyError, RuntimeError, TypeError) as err:
         raise CheckpointError(f"{path}: cannot resume from this checkpoint ({err})") from None
     random.setstate(rng["python"])
     torch.set_rng_state(rng["torch"])

@@ -19,11 +19,13 @@ from typing import Any
 import torch
 
 from tunesmith.config.schema import TrainingConfig
+from tunesmith.errors import CheckpointError
 from tunesmith.formatting.chat import EncodedExample
 from tunesmith.modeling.loss import SupervisedLoss, mean_token_loss
 from tunesmith.tokenization.batching import Batch, collate, length_grouped_batches
 from tunesmith.training.checkpoint import (
     LoopState,
+    check_fingerprint,
     latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
@@ -145,6 +147,7 @@ class TrainInputs:
     out_dir: Path
     resume: bool = False
     progress: bool = True
+    fingerprint: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -183,12 +186,24 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
     scheduler = _lr_scheduler(optimizer, cfg, total)
     module, optimizer = accelerator.prepare(SupervisedLoss(model), optimizer)
     module.train()
-    state = LoopState()
-    last = latest_checkpoint(inputs.out_dir / "checkpoints") if inputs.resume else None
+    state = LoopState(fingerprint=inputs.fingerprint or None)
+    last = latest_checkpoint(inputs.out_dir / "checkpoints")
+    if last is not None and not inputs.resume:
+        raise CheckpointError(f"{inputs.out_dir} already holds checkpoints ({last.name}); "
+                              "continue it with --resume, or choose a new output_dir")
+    if inputs.resume and last is None:
+        logger.warning("--resume: no checkpoint in %s; starting from step 0", inputs.out_dir)
     if last is not None:
         state, weights = load_checkpoint(last, optimizer, scheduler)
-        inputs.method.load_trainable_state(model, weights)
-        logger.info("resumed from %s (step %d)", last.name, state.step)
+        check_fingerprint(last, state.fingerprint, inputs.fingerprint)
+        try:
+            inputs.method.load_trainable_state(model, weights)
+        except (KeyError, RuntimeError) as err:
+            raise CheckpointError(f"{last}: its weights do not fit this model ({err}); use "
+                                  "the config it was trained with") from None
+        logger.info("resumed from %s (step %d of %d)", last.name, state.step, total)
+        if state.step >= total:
+            logger.info("already at step %d of %d; nothing to train", state.step, total)
         if accelerator.is_main_process:
             _trim_metrics(inputs.out_dir / "metrics.jsonl", state.step)
     return _Session(accelerator, module, optimizer, scheduler, schedule, total, state)
@@ -204,11 +219,12 @@ def train(inputs: TrainInputs, cfg: TrainingConfig) -> TrainResult:
                         else None, inputs.progress and main)
     started, tokens_at_start = time.perf_counter(), state.tokens
     while state.step < run.total:
+        lr = run.scheduler.get_last_lr()[0]  # the rate this step trains with
         loss = _optimizer_step(run.module, run.optimizer, run.scheduler, run.schedule, inputs,
                                state, run.accelerator, cfg)
         state.step += 1
         result.final_loss = loss
-        progress.record(_metrics_row(run, loss, time.perf_counter() - started,
+        progress.record(_metrics_row(run, loss, lr, time.perf_counter() - started,
                                      state.tokens - tokens_at_start, result.resumed_from))
         if _due(state.step, cfg.eval_every, run.total) and inputs.eval:
             _run_eval(run.module, inputs, cfg, run.accelerator, state, result, progress)
@@ -227,13 +243,13 @@ def train(inputs: TrainInputs, cfg: TrainingConfig) -> TrainResult:
     return result
 
 
-def _metrics_row(run: _Session, loss: float, elapsed: float, tokens: int,
+def _metrics_row(run: _Session, loss: float, lr: float, elapsed: float, tokens: int,
                  resumed_from: int) -> dict[str, Any]:
     """One metrics.jsonl row; tokens/s and ETA count this process's run only."""
     state = run.state
     steps_per_epoch = max(1, math.ceil(run.schedule.per_epoch / run.schedule.cfg.grad_accum))
     return {"step": state.step, "epoch": round(state.step / steps_per_epoch, 4), "loss": loss,
-            "lr": run.scheduler.get_last_lr()[0], "tokens": state.tokens,
+            "lr": lr, "tokens": state.tokens,
             "supervised_tokens": state.supervised_tokens,
             "tokens_per_s": tokens / elapsed if elapsed else 0.0,
             "elapsed_s": round(elapsed, 2),
