@@ -67,6 +67,8 @@ def data_preview(args: argparse.Namespace) -> int:
     files = [args.data] if args.data else config.data.train
     if not files:
         raise ConfigError(["name a data file or a --config with data.train"])
+    if args.rows < 1 or args.start < 0:
+        raise ConfigError(["--rows must be >= 1 and --start >= 0"])
     loaded = load_conversations(files, config.data.format, _mapping(config))
     tokenizer = load_tokenizer(args.model or config.model.name, config.model.cache_dir)
     formatter = ChatFormatter(tokenizer, config.data.system_prompt, config.data.end_of_turn,
@@ -78,7 +80,7 @@ def data_preview(args: argparse.Namespace) -> int:
     print(f"{loaded.summary()}; showing {len(chosen)}")
     for reject in loaded.rejects[:10]:
         print(f"dropped {reject.describe()}")
-    return 0
+    return 0 if loaded.conversations else 2
 
 
 def add_data_verbs(subparsers: Any, add_common: Callable[[argparse.ArgumentParser], None]
