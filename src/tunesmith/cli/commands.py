@@ -110,7 +110,9 @@ def _print_summary(outcome: Any) -> None:
         if done == 0:
             lines.append(f"training: already at step {result.steps}; nothing to train")
         else:
-            lines.append(f"training: {done} steps in {result.seconds / 60:.1f} min (now at step "
+            took = (f"{result.seconds / 60:.1f} min" if result.seconds >= 60
+                    else f"{result.seconds:.0f} s")
+            lines.append(f"training: {done} steps in {took} (now at step "
                          f"{result.steps}), {result.tokens_per_s:.0f} tokens/s, final loss "
                          f"{result.final_loss:.4f}")
         if result.eval_losses:

@@ -34,7 +34,11 @@ class Progress:
             with self.metrics_path.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(row) + "\n")
         if "eval_loss" in row and "loss" not in row:
-            logger.info("step %d: eval loss %.4f", row["step"], row["eval_loss"])
+            message = f"step {row['step']}: eval loss {row['eval_loss']:.4f}"
+            if self.bar is not None:
+                self.bar.write(message)  # printed above the bar, not through it
+            else:
+                logger.info(message)
             return
         if self.bar is not None:
             self.bar.update(row["step"] - self.bar.n)
