@@ -1,6 +1,7 @@
 """The run configuration: one YAML file, validated up front, with dotted overrides."""
 
 from tunesmith.config.schema import (
+    AuditConfig,
     DataConfig,
     EvalConfig,
     ExportConfig,
@@ -11,5 +12,5 @@ from tunesmith.config.schema import (
 )
 from tunesmith.config.loading import apply_overrides, load_config, to_dict
 
-__all__ = ["DataConfig", "EvalConfig", "ExportConfig", "MethodConfig", "ModelConfig",
-           "RunConfig", "TrainingConfig", "apply_overrides", "load_config", "to_dict"]
+__all__ = ["AuditConfig", "DataConfig", "EvalConfig", "ExportConfig", "MethodConfig",
+           "ModelConfig", "RunConfig", "TrainingConfig", "apply_overrides", "load_config", "to_dict"]

@@ -43,3 +43,14 @@ def _tensor_shapes(source: Path) -> dict[str, list[int]]:
             header = json.loads(handle.read(size))
         shapes.update({k: v["shape"] for k, v in header.items() if k != "__metadata__"})
     return shapes
+
+
+def load_tokenizer(name: str, cache_dir: str | None = None) -> object:
+    """Only the tokenizer of a model (with its chat template); no weights are loaded."""
+    from transformers import AutoTokenizer
+
+    source = resolve_model(name, cache_dir)
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except OSError as err:
+        raise ModelError(f"cannot load the tokenizer of {name!r} from {source}: {err}") from None
