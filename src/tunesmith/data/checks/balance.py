@@ -45,7 +45,7 @@ def answer_balance(answers: Sequence[str], share_limit: float = COMMON_ANSWER_SH
         "distinct_share": round(len(counts) / n, 4),
         "counts": {answer[:80]: count for answer, count in top if count > 1},
         "most_common_share": round(share, 4),
-        "imbalanced": share > share_limit,
+        "imbalanced": share > share_limit and bool(top) and top[0][1] > 1,
         "reason": (f"the most common answer is {share:.1%} of rows "
                    f"(flagged above {share_limit:.0%})"),
     }
