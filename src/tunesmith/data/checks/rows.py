@@ -53,6 +53,7 @@ class AuditRows:
     handled_fields: Counter = field(default_factory=Counter)
     ignored_fields: Counter = field(default_factory=Counter)
     label_field: str | None = None
+    mapping: RowMapping | None = None
 
     @property
     def good(self) -> list[AuditRow]:
@@ -93,6 +94,7 @@ def collect_rows(
                 mapping = _first_row_mapping(raw.value, result)
             _normalise_row(row, raw.value, shape, mapping, result)
         result.fixes.extend(notes.fixes)
+    result.mapping = mapping
     return result
 
 
