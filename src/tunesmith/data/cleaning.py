@@ -96,8 +96,9 @@ def clean_data(paths: list[str], out: Path, shape: str = "auto",
     _fix_rows(paths, rows.rows, verdicts, shape, rows.mapping, options)
     live = [i for i, v in enumerate(verdicts) if v.dropped is None]
     keys = {i: _texts(rows.rows[i]) for i in live}
-    _drop_duplicates(live, keys, verdicts, options)
+    # contradictions first: copies of the majority answer count as votes
     _drop_contradictions(keys, verdicts, options, rows.label_field is not None)
+    _drop_duplicates([i for i in live if i in keys], keys, verdicts, options)
     _split(keys, verdicts, rows.rows, options)
     return _write(paths, out, rows.rows, verdicts, options)
 
