@@ -96,6 +96,9 @@ def audit_data(train: list[str], eval_files: list[str], config: RunConfig,
         report["clusters"] = _clusters(side, other, options)
     _advice(report, side, config)
     report["thresholds"] = evaluate_thresholds(report, config.audit)
+    if not side.fulls:  # nothing to train on fails the check whatever the config says
+        report["thresholds"].append({"name": "usable_rows", "value": 0, "limit": 1,
+                                     "passed": False})
     report["passed"] = all(t["passed"] for t in report["thresholds"])
     timings["total"] = time.perf_counter() - started
     report["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
