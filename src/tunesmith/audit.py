@@ -18,10 +18,15 @@ import numpy as np
 from tunesmith.config import RunConfig
 from tunesmith.data.checks import balance, duplicates, sensitive
 from tunesmith.data.checks.contradictions import find_contradictions
-from tunesmith.data.checks.rows import (
-    AuditRows, answer_text, collect_rows, full_text, normalise_text, prompt_text,
-)
 from tunesmith.data.checks.quality import quality_notes
+from tunesmith.data.checks.rows import (
+    AuditRows,
+    answer_text,
+    collect_rows,
+    full_text,
+    normalise_text,
+    prompt_text,
+)
 from tunesmith.data.checks.size import size_advice
 from tunesmith.data.checks.thresholds import evaluate_thresholds
 from tunesmith.data.shapes import RowMapping

@@ -29,7 +29,7 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def jsonl(tmp_path: Path):  # noqa: ANN201
+def jsonl(tmp_path: Path):
     """Write rows (dicts or raw strings) as JSONL and return the path."""
 
     def write(rows: list, name: str = "data.jsonl") -> Path:

@@ -14,10 +14,10 @@ from tunesmith.data.cleaning import clean_data
 
 QUIET = AuditOptions(progress=False)
 BUG01_ROWS = [
-    '{"messages":[{"role":"user","content":"Name a prime."},{"role":"assistant",'
-    '"content":"Seven."}],"meta":{"src":"a"}}',
-    '{"messages":[{"role":"user","content":"Name an even number."},{"role":"assistant",'
-    '"content":"Four."}],"meta":{"lang":"en"}}   ',
+    ('{"messages":[{"role":"user","content":"Name a prime."},{"role":"assistant",'
+     '"content":"Seven."}],"meta":{"src":"a"}}'),
+    ('{"messages":[{"role":"user","content":"Name an even number."},{"role":"assistant",'
+     '"content":"Four."}],"meta":{"lang":"en"}}   '),
 ]
 
 
@@ -53,7 +53,7 @@ BUG02 = {"messages": [
     {"role": "assistant", "content": "4", "weight": 1}]}
 
 
-def test_bug02_weight_keys_are_handled_and_counted(jsonl) -> None:  # noqa: ANN001
+def test_bug02_weight_keys_are_handled_and_counted(jsonl) -> None:
     weighted = _audit(jsonl([BUG02], "weighted.jsonl"))
     plain_row = {"messages": [{k: v for k, v in m.items() if k != "weight"}
                               for m in BUG02["messages"]]}
@@ -66,7 +66,7 @@ def test_bug02_weight_keys_are_handled_and_counted(jsonl) -> None:  # noqa: ANN0
 
 
 @pytest.mark.parametrize("bad", [0.5, "1"])
-def test_bug02_bad_weights_are_rejected_with_line_and_index(jsonl, bad) -> None:  # noqa: ANN001
+def test_bug02_bad_weights_are_rejected_with_line_and_index(jsonl, bad) -> None:
     row = json.loads(json.dumps(BUG02))
     row["messages"][2]["weight"] = bad
     report = _audit(jsonl([row]))
@@ -75,11 +75,11 @@ def test_bug02_bad_weights_are_rejected_with_line_and_index(jsonl, bad) -> None:
     assert problem["field"] == "messages[2].weight"
 
 
-def test_bug02_tool_call_answers_count_tokens(jsonl) -> None:  # noqa: ANN001
+def test_bug02_tool_call_answers_count_tokens(jsonl) -> None:
+    call = {"type": "function",
+            "function": {"name": "weather", "arguments": "{\"city\": \"Oslo\"}"}}
     row = {"messages": [{"role": "user", "content": "Weather in Oslo?"},
-                        {"role": "assistant", "content": None, "tool_calls": [
-                            {"type": "function", "function": {"name": "weather",
-                                                              "arguments": "{\"city\": \"Oslo\"}"}}]}]}
+                        {"role": "assistant", "content": None, "tool_calls": [call]}]}
     report = _audit(jsonl([row]))
     assert report["lengths"]["answer"]["min"] > 10
     assert report["schema_check"]["train"]["handled_fields"] == {
@@ -92,7 +92,7 @@ BUG03 = [{"instruction": "Spell 'cat' backwards.", "input": "", "output": "tac"}
                        {"role": "assistant", "content": "   \n"}]}]
 
 
-def test_bug03_empty_answers_are_named_and_dropped(jsonl, tmp_path: Path) -> None:  # noqa: ANN001
+def test_bug03_empty_answers_are_named_and_dropped(jsonl, tmp_path: Path) -> None:
     path = jsonl(BUG03)
     report = _audit(path)
     problems = report["schema_check"]["train"]["problem_rows"]
@@ -136,7 +136,7 @@ def strict_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-def test_bug04_rows_the_template_cannot_render_are_reported(jsonl, strict_model) -> None:  # noqa: ANN001
+def test_bug04_rows_the_template_cannot_render_are_reported(jsonl, strict_model) -> None:
     report = _audit(jsonl(BUG04), f"model.name={strict_model}")
     schema = report["schema_check"]["train"]
     assert (schema["rows"], schema["usable"]) == (3, 1)
@@ -146,7 +146,7 @@ def test_bug04_rows_the_template_cannot_render_are_reported(jsonl, strict_model)
     assert report["lengths"]["rows"] == 1 and report["lengths"]["answer"]["min"] > 0
 
 
-def test_bug04_every_row_failing_breaks_min_rows(jsonl, strict_model) -> None:  # noqa: ANN001
+def test_bug04_every_row_failing_breaks_min_rows(jsonl, strict_model) -> None:
     report = _audit(jsonl(BUG04[1:]), f"model.name={strict_model}", "audit.min_rows=1")
     assert report["schema_check"]["train"]["usable"] == 0
     assert report["passed"] is False

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from planted import lines_of
 
 from tunesmith.audit import AuditOptions, audit_data
 from tunesmith.config import load_config
-
-from planted import lines_of
 
 pytestmark = pytest.mark.shared
 NO_LENGTHS = AuditOptions(lengths=False, progress=False)

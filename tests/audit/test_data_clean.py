@@ -7,13 +7,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from planted import write_planted
 
 from tunesmith.audit import AuditOptions, audit_data
 from tunesmith.config import load_config
 from tunesmith.data.checks.sensitive import find_sensitive
 from tunesmith.data.cleaning import CleanOptions, clean_data
-
-from planted import write_planted
 
 
 def _read(path: Path) -> list[dict]:
@@ -21,11 +20,11 @@ def _read(path: Path) -> list[dict]:
 
 
 @pytest.fixture
-def planted(tmp_path: Path):  # noqa: ANN201
+def planted(tmp_path: Path):
     return write_planted(tmp_path / "planted.jsonl")
 
 
-def test_kept_plus_dropped_is_every_input_row(planted, tmp_path: Path) -> None:  # noqa: ANN001
+def test_kept_plus_dropped_is_every_input_row(planted, tmp_path: Path) -> None:
     manifest = clean_data([str(planted.path)], tmp_path / "out")
     counts = manifest["counts"]
     assert counts["input_rows"] == planted.rows
@@ -43,14 +42,14 @@ def test_kept_plus_dropped_is_every_input_row(planted, tmp_path: Path) -> None: 
                              | set().union(*planted.contradictions))
 
 
-def test_rejects_keep_the_original_content(planted, tmp_path: Path) -> None:  # noqa: ANN001
+def test_rejects_keep_the_original_content(planted, tmp_path: Path) -> None:
     clean_data([str(planted.path)], tmp_path / "out")
     originals = planted.path.read_text().splitlines()
     for reject in _read(tmp_path / "out" / "rejects.jsonl"):
         assert reject["original"] == json.loads(originals[reject["row"]["line"] - 1])
 
 
-def test_sensitive_data_is_redacted_with_typed_placeholders(planted, tmp_path: Path) -> None:  # noqa: ANN001
+def test_sensitive_data_is_redacted_with_typed_placeholders(planted, tmp_path: Path) -> None:
     clean_data([str(planted.path)], tmp_path / "out")
     kept = (tmp_path / "out" / "train.jsonl").read_text()
     assert find_sensitive(kept) == []
@@ -61,7 +60,7 @@ def test_sensitive_data_is_redacted_with_typed_placeholders(planted, tmp_path: P
     assert all(r["rule"] == "Redacted" for r in changed)
 
 
-def test_running_twice_gives_identical_files(planted, tmp_path: Path) -> None:  # noqa: ANN001
+def test_running_twice_gives_identical_files(planted, tmp_path: Path) -> None:
     options = CleanOptions(eval_fraction=0.2)
     clean_data([str(planted.path)], tmp_path / "a", options=options)
     clean_data([str(planted.path)], tmp_path / "b", options=options)
@@ -69,7 +68,7 @@ def test_running_twice_gives_identical_files(planted, tmp_path: Path) -> None:  
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
-def test_cleaning_cleaned_data_changes_nothing(planted, tmp_path: Path) -> None:  # noqa: ANN001
+def test_cleaning_cleaned_data_changes_nothing(planted, tmp_path: Path) -> None:
     clean_data([str(planted.path)], tmp_path / "once")
     manifest = clean_data([str(tmp_path / "once" / "train.jsonl")], tmp_path / "twice")
     assert manifest["counts"]["dropped_rows"] == 0
@@ -78,7 +77,7 @@ def test_cleaning_cleaned_data_changes_nothing(planted, tmp_path: Path) -> None:
             == (tmp_path / "twice" / "train.jsonl").read_bytes())
 
 
-def test_split_is_stratified_and_leak_free(jsonl, tmp_path: Path) -> None:  # noqa: ANN001
+def test_split_is_stratified_and_leak_free(jsonl, tmp_path: Path) -> None:
     rows = [{"text": f"question {i} about topic {i % 7} {'x' * (i % 3)}", "label": lab}
             for i, lab in enumerate(["a"] * 60 + ["b"] * 30 + ["c"] * 10)]
     rows += [{"text": "question 3 about topic 3 ", "label": "a"}]  # a copy of row 3
@@ -97,7 +96,7 @@ def test_split_is_stratified_and_leak_free(jsonl, tmp_path: Path) -> None:  # no
     assert report["leakage"]["leaked_rows"] == 0
 
 
-def test_resolve_keeps_the_majority_answer(jsonl, tmp_path: Path) -> None:  # noqa: ANN001
+def test_resolve_keeps_the_majority_answer(jsonl, tmp_path: Path) -> None:
     prompt = "What is the boiling point of water at sea level?"
     rows = [{"prompt": prompt, "completion": "100 degrees Celsius."},
             {"prompt": prompt, "completion": "100 degrees celsius"},

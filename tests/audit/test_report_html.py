@@ -9,12 +9,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from planted import write_planted
 
 from tunesmith.audit import AuditOptions, audit_data
 from tunesmith.config import load_config
 from tunesmith.reporting.html import SECTIONS, render_html
-
-from planted import write_planted
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(n)), None)

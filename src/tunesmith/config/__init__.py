@@ -13,4 +13,5 @@ from tunesmith.config.schema import (
 from tunesmith.config.loading import apply_overrides, load_config, to_dict
 
 __all__ = ["AuditConfig", "DataConfig", "EvalConfig", "ExportConfig", "MethodConfig",
-           "ModelConfig", "RunConfig", "TrainingConfig", "apply_overrides", "load_config", "to_dict"]
+           "ModelConfig", "RunConfig", "TrainingConfig", "apply_overrides", "load_config",
+           "to_dict"]

@@ -22,7 +22,12 @@ from typing import Any
 from tunesmith.data.checks import duplicates, sensitive
 from tunesmith.data.checks.contradictions import find_contradictions
 from tunesmith.data.checks.rows import (
-    AuditRow, answer_text, collect_rows, full_text, normalise_text, prompt_text,
+    AuditRow,
+    answer_text,
+    collect_rows,
+    full_text,
+    normalise_text,
+    prompt_text,
 )
 from tunesmith.data.readers import read_rows
 from tunesmith.data.shapes import RowMapping, RowProblem, to_conversation

@@ -31,12 +31,13 @@ def _lengths(section: dict) -> list[str]:
     if "skipped" in section:
         return [f"lengths: skipped ({section['skipped']})"]
     total = section["total"]
-    return [f"lengths ({section['model']}): total tokens p50 {total['p50']}, p99 {total['p99']},"
+    line = (f"lengths ({section['model']}): total tokens p50 {total['p50']}, p99 {total['p99']},"
             f" max {total['max']}; {section['over_max_length']} over max_length "
             f"{section['max_length']} ({section['dropped_by_policy']} dropped, "
             f"{section['truncated_by_policy']} truncated under '{section['truncation']}'); "
             f"{section['answer_lost_if_cut_at_end']} would lose the whole answer if cut at "
-            "the end"]
+            "the end")
+    return [line]
 
 
 def _quality(section: dict) -> list[str]:
@@ -53,9 +54,9 @@ def _quality(section: dict) -> list[str]:
 
 def _findings(report: dict, limit: int) -> list[str]:
     dup = report["duplicates"]
-    lines = [f"duplicates: {dup['exact_duplicate_rows']} exact copies in {dup['exact_groups']} "
+    lines = [(f"duplicates: {dup['exact_duplicate_rows']} exact copies in {dup['exact_groups']} "
              f"group(s); {dup['near_duplicate_rows']} near copies in {dup['near_clusters']} "
-             f"cluster(s) (Jaccard >= {dup['near_threshold']})"]
+             f"cluster(s) (Jaccard >= {dup['near_threshold']})")]
     con = report["contradictions"]
     lines.append(f"contradictions: {con['groups']} prompt(s) with differing {con['compared']}")
     for group in con["listed"][:limit]:

@@ -167,8 +167,8 @@ def _balance(s: dict) -> str:
     counts = sorted(s["counts"].items(), key=lambda kv: -kv[1])
     flag = '<span class="bad">imbalanced</span>' if s["imbalanced"] else "balanced"
     d = s["diversity"]
-    facts = [["prompt words (p10/p50/p90)", f"{d['prompt_words']['p10']}/"
-              f"{d['prompt_words']['p50']}/{d['prompt_words']['p90']}"],
+    words = d["prompt_words"]
+    facts = [["prompt words (p10/p50/p90)", f"{words['p10']}/{words['p50']}/{words['p90']}"],
              ["vocabulary", d["vocabulary"]], ["distinct-2", d["distinct_2"]],
              ["top words", ", ".join(d["top_words"][:15])]]
     return _section("balance", "Balance and diversity",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -61,7 +62,7 @@ def diversity(prompts: Sequence[str]) -> dict:
         tokens = prompt.split()
         words.update(tokens)
         total_pairs += max(0, len(tokens) - 1)
-        pairs.update(hash(f"{a} {b}") for a, b in zip(tokens, tokens[1:]))
+        pairs.update(hash(f"{a} {b}") for a, b in pairwise(tokens))
     q = np.percentile(lengths, [10, 50, 90])
     return {
         "prompt_words": {"min": int(lengths.min()), "p10": int(q[0]), "p50": int(q[1]),

@@ -92,7 +92,7 @@ def _describe(c: int, assign: np.ndarray, vectors: np.ndarray, centres: np.ndarr
     members = np.flatnonzero(assign == c)
     closeness = vectors[members] @ centres[c]
     central = members[np.argsort(-closeness)[:3]]
-    info = {"id": int(c), "size": int(len(members)),
+    info = {"id": int(c), "size": len(members),
             "share": round(len(members) / len(vectors), 4),
             "examples": [{"row": refs[i], "prompt": prompts[i][:160]} for i in central]}
     if labels is not None:

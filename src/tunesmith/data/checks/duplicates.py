@@ -71,7 +71,7 @@ class NearIndex:
         self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self._shingles: dict[int, np.ndarray] = {}
 
-    def signature(self, hashes: np.ndarray):  # noqa: ANN201 - a datasketch MinHash
+    def signature(self, hashes: np.ndarray):
         """The MinHash of one shingle set."""
         mh = self._minhash(num_perm=len(self._template.hashvalues), hashfunc=int,
                            permutations=self._template.permutations,
@@ -87,7 +87,7 @@ class NearIndex:
         self._shingles[key] = hashes
         return found
 
-    def query(self, hashes: np.ndarray, mh=None) -> list[tuple[int, float]]:  # noqa: ANN001
+    def query(self, hashes: np.ndarray, mh=None) -> list[tuple[int, float]]:
         """Items at or above the threshold, with their exact Jaccard similarity."""
         mh = mh if mh is not None else self.signature(hashes)
         found = []
