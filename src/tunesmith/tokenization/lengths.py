@@ -70,8 +70,7 @@ def _count_batch(formatter: ChatFormatter, convs: Sequence[Conversation], start:
                 owners.append((row, supervised, not seen_answer))
     if not texts:
         return
-    counts = [len(ids) for ids in formatter.tokenizer(texts, add_special_tokens=False)[
-        "input_ids"]]
+    counts = _token_counts(formatter.tokenizer, texts)
     rows = {row for row, _, _ in owners}
     for row in rows:
         lengths.prompt[row] = lengths.answer[row] = lengths.before_answer[row] = 0
@@ -82,6 +81,14 @@ def _count_batch(formatter: ChatFormatter, convs: Sequence[Conversation], start:
             lengths.prompt[row] += count
         if before:
             lengths.before_answer[row] += count
+
+
+def _token_counts(tokenizer: object, texts: list[str]) -> list[int]:
+    """Token counts of texts; the Rust backend's batch call when the tokenizer has one."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "encode_batch_fast"):
+        return [len(e.ids) for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def length_section(lengths: RowLengths, max_length: int, truncation: str,
