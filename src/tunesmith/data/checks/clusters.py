@@ -62,9 +62,9 @@ def nearest_other(vectors: np.ndarray, others: np.ndarray | None = None) -> np.n
 
 def cluster_section(vectors: np.ndarray, refs: Sequence[str], prompts: Sequence[str],
                     labels: Sequence[str] | None, eval_vectors: np.ndarray | None,
-                    seed: int = 0) -> dict:
+                    seed: int = 0, k: int | None = None) -> dict:
     """Clusters with size, share, examples and label mix; sparse clusters; outliers."""
-    k = min(cluster_count(len(vectors)), len(vectors))
+    k = min(k or cluster_count(len(vectors)), len(vectors))
     assign, centres = kmeans(vectors, k, seed)
     sizes = np.bincount(assign, minlength=k)
     clusters = [_describe(c, assign, vectors, centres, refs, prompts, labels)
