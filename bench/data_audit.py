@@ -55,14 +55,15 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def run_check(path: Path, embeddings: bool) -> tuple[float, dict]:
+def run_check(path: Path, embeddings: bool) -> tuple[float, float, dict]:
+    """Wall seconds, CPU seconds of this process (all threads) and the report."""
     from tunesmith.audit import AuditOptions, audit_data
     from tunesmith.config import load_config
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     report = audit_data([str(path)], [], load_config(None),
                         AuditOptions(embeddings=embeddings, progress=False))
-    return time.perf_counter() - start, report
+    return time.perf_counter() - start, time.process_time() - cpu, report
 
 
 def peer_ratio(path: Path, sample: int = 2000) -> tuple[float, float]:
@@ -101,14 +102,16 @@ def main() -> None:
         generate(small, args.embed_rows, seed=1)
         fast, slow = peer_ratio(small)
         print(f"token counting: batched {fast:.0f} rows/s vs encode() {slow:.0f} rows/s "
-              f"({fast / slow:.1f}x), identical counts")
-        seconds, report = run_check(big, embeddings=False)
-        print(f"check without embeddings, {args.rows:,} rows: {seconds:.1f} s "
-              f"({args.rows / seconds:,.0f} rows/s); steps {report['timings_s']}")
-        seconds, report = run_check(small, embeddings=True)
-        print(f"check with embeddings, {args.embed_rows:,} rows: {seconds:.1f} s "
-              f"(clusters step {report['timings_s']['clusters']} s, "
-              f"k={report['clusters']['k']})")
+              f"({fast / slow:.1f}x), identical counts", flush=True)
+        seconds, cpu, report = run_check(big, embeddings=False)
+        print(f"check without embeddings, {args.rows:,} rows: {seconds:.1f} s wall, "
+              f"{cpu:.1f} s CPU ({args.rows / seconds:,.0f} rows/s); steps "
+              f"{report['timings_s']}", flush=True)
+        seconds, cpu, report = run_check(small, embeddings=True)
+        print(f"check with embeddings, {args.embed_rows:,} rows: {seconds:.1f} s wall, "
+              f"{cpu:.1f} s CPU (clusters step {report['timings_s']['clusters']} s, "
+              f"k={report['clusters']['k']})", flush=True)
+    print(f"load average at the end: {os.getloadavg()}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {peak:.0f} MiB; threads {args.threads}; cpus {os.cpu_count()}")
 
