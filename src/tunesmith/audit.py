@@ -189,7 +189,8 @@ def _lengths(rows: AuditRows, config: RunConfig, options: AuditOptions) -> dict:
     formatter = ChatFormatter(tokenizer, config.data.system_prompt, config.data.end_of_turn,
                               config.data.train_on)
     good = rows.good
-    counted = count_tokens(formatter, [r.conv for r in good], options.progress)
+    counted = count_tokens(formatter, [r.conv for r in good], options.progress,
+                           config.data.workers)
     for index, reject in counted.rejects.items():
         good[index].reject, good[index].conv = reject, None
     section = length_section(counted, config.data.max_length, config.data.truncation,

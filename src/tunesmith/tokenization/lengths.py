@@ -8,7 +8,8 @@ batches, which is several times faster than encoding rows one by one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import multiprocessing
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,16 +40,52 @@ class RowLengths:
 
 
 def count_tokens(formatter: ChatFormatter, convs: Sequence[Conversation],
-                 progress: bool = True) -> RowLengths:
-    """Count prompt, answer and before-first-answer tokens of every conversation."""
+                 progress: bool = True, workers: int = 1) -> RowLengths:
+    """Count prompt, answer and before-first-answer tokens of every conversation.
+
+    With workers > 1, batches run in forked processes that inherit the rows (nothing is
+    pickled but the counts); the result is the same for any worker count.
+    """
+    global _JOB
     n = len(convs)
     lengths = RowLengths(np.full(n, -1), np.full(n, -1), np.full(n, -1))
     bar = tqdm(total=n, desc="token lengths", unit="row", disable=None if progress else True)
-    for start in range(0, n, BATCH):
-        _count_batch(formatter, convs, start, min(n, start + BATCH), lengths)
-        bar.update(min(n, start + BATCH) - start)
-    bar.close()
+    starts = range(0, n, BATCH)
+    _JOB = (formatter, convs)
+    try:
+        if workers > 1 and n > BATCH:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                parts = pool.imap(_count_part, starts)
+                _merge(parts, lengths, bar)
+        else:
+            _merge(map(_count_part, starts), lengths, bar)
+    finally:
+        _JOB = None
+        bar.close()
     return lengths
+
+
+_JOB: tuple[ChatFormatter, Sequence[Conversation]] | None = None
+
+
+def _count_part(start: int) -> tuple[int, RowLengths]:
+    """Count one batch of the rows in _JOB; positions in the result are relative to start."""
+    formatter, convs = _JOB  # type: ignore[misc]
+    stop = min(len(convs), start + BATCH)
+    part = RowLengths(np.full(stop - start, -1), np.full(stop - start, -1),
+                      np.full(stop - start, -1))
+    _count_batch(formatter, convs, start, stop, part)
+    return start, part
+
+
+def _merge(parts: Iterable[tuple[int, RowLengths]], lengths: RowLengths, bar: tqdm) -> None:
+    for start, part in parts:
+        stop = start + len(part.prompt)
+        lengths.prompt[start:stop] = part.prompt
+        lengths.answer[start:stop] = part.answer
+        lengths.before_answer[start:stop] = part.before_answer
+        lengths.rejects.update({start + i: r for i, r in part.rejects.items()})
+        bar.update(stop - start)
 
 
 def _count_batch(formatter: ChatFormatter, convs: Sequence[Conversation], start: int, stop: int,
@@ -59,15 +96,16 @@ def _count_batch(formatter: ChatFormatter, convs: Sequence[Conversation], start:
         try:
             segments = formatter.segments(convs[row])
         except RowProblem as problem:
-            lengths.rejects[row] = Reject(convs[row].ref, problem.rule, problem.reason,
-                                          problem.field, convs[row].to_dict())
+            lengths.rejects[row - start] = Reject(convs[row].ref, problem.rule,
+                                                  problem.reason, problem.field,
+                                                  convs[row].to_dict())
             continue
         seen_answer = False
         for text, supervised in segments:
             seen_answer = seen_answer or supervised
             if text:
                 texts.append(text)
-                owners.append((row, supervised, not seen_answer))
+                owners.append((row - start, supervised, not seen_answer))
     if not texts:
         return
     counts = _token_counts(formatter.tokenizer, texts)
