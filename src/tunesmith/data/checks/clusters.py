@@ -13,6 +13,7 @@ import numpy as np
 
 MAX_CLUSTERS = 20
 ITERATIONS = 25
+RESTARTS = 5
 SPARSE_SHARE = 0.25  # of the average cluster share
 ISOLATED_SIMILARITY = 0.35
 UNCOVERED_SIMILARITY = 0.5
@@ -25,8 +26,22 @@ def cluster_count(rows: int) -> int:
     return max(2, min(MAX_CLUSTERS, round(math.sqrt(rows) / 4)))
 
 
-def kmeans(vectors: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Spherical k-means with k-means++ seeding; returns (assignments [n], centroids [k, d])."""
+def kmeans(vectors: np.ndarray, k: int, seed: int = 0,
+           restarts: int = RESTARTS) -> tuple[np.ndarray, np.ndarray]:
+    """Spherical k-means, best of several seeded starts by total cosine to the centroids.
+
+    Returns (assignments [n], centroids [k, d]).
+    """
+    best, best_fit = None, -np.inf
+    for attempt in range(restarts):
+        assign, centres = _kmeans_once(vectors, k, seed + attempt)
+        fit = float(np.sum(vectors * centres[assign]))
+        if fit > best_fit:
+            best, best_fit = (assign, centres), fit
+    return best  # type: ignore[return-value]
+
+
+def _kmeans_once(vectors: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     centroids = [vectors[rng.integers(len(vectors))]]
     for _ in range(1, k):
