@@ -357,7 +357,7 @@ def _estimate(lengths: dict, rows: int, config: RunConfig) -> tuple[dict, int | 
     except Exception as err:  # noqa: BLE001 - the estimate is advice; say why it is missing
         return {"skipped": f"cannot count the model's parameters: {err}"}, None
     t = config.training
-    longest = min(config.data.max_length, lengths["total"]["max"])
+    longest = max(1, lengths["longest_kept"])  # batches pad to their longest row
     run = RunShape(config.method.name, config.model.dtype, t.epochs, t.batch_size,
                    t.grad_accum, longest, t.threads or 2,
                    t.gradient_checkpointing)

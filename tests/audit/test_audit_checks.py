@@ -38,7 +38,8 @@ def test_each_kind_is_found_and_redacted() -> None:
     "card 4111 1111 1111 1112 fails Luhn", "on 2024-03-15 at 10:30", "version 3.11.7",
     "12,000 people in 1999", "a perfectly ordinary sentence about unbelievably long words",
     "call 555-1234", "see time.com/5798772/behind-the-coronavirus-transmission-risk/",
-    "upload.wikimedia.org/wikipedia/commons/thumb/4/4f/Edgar_Degas_059.jpg"])
+    "upload.wikimedia.org/wikipedia/commons/thumb/4/4f/Edgar_Degas_059.jpg/640px-Edgar_Degas_059",
+    "![plot](data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAMgAAADICAYAAACtWK6eAAAACXBIWXMA)"])
 def test_ordinary_text_is_not_sensitive(text: str) -> None:
     assert sensitive.find_sensitive(text) == []
 

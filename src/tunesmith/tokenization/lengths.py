@@ -160,6 +160,8 @@ def length_section(lengths: RowLengths, max_length: int, truncation: str,
         "over_max_length_rows": [refs[i] for i in np.flatnonzero(over)[:20]],
         "answer_lost_rows": [refs[i] for i in np.flatnonzero(lost)[:20]],
         "tokens": int(np.minimum(total, max_length).sum()),
+        "longest_kept": int(np.minimum(lengths.total[ok & ~dropped], max_length).max(
+            initial=0)),
         "trained_tokens": int(np.minimum(lengths.answer[ok], max_length).sum()),
     }
 

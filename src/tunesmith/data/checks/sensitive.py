@@ -59,9 +59,11 @@ def _secret(match: re.Match) -> bool:
     token = match.group()
     if not (any(c.isdigit() for c in token) and any(c.isalpha() for c in token)):
         return False
-    if any(len(part) >= 5 and part.isalpha() and part.islower()
+    if any(len(part) >= 5 and part.isalpha() and (part.islower() or part.istitle())
            for part in re.split(r"[/_+.-]", token)):
         return False  # a URL path or file name: words between separators, not random text
+    if match.string[max(0, match.start() - 7) : match.start()] == "base64,":
+        return False  # inline data (an image in a data: URI), not a credential
     if re.fullmatch(r"[0-9a-fA-F]+", token):
         return len(token) >= 32 and shannon_entropy(token) >= 3.0
     return shannon_entropy(token) >= 4.0
