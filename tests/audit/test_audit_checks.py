@@ -84,6 +84,14 @@ def test_paraphrased_answers_do_not_contradict() -> None:
     assert find_contradictions(prompts, answers, labelled=False) == []
 
 
+def test_a_short_answer_restated_at_length_does_not_contradict() -> None:
+    prompts = ["what is the premier league"] * 2
+    answers = ["the premier league is the top flight of english football",
+               "the premier league is the top flight of english football with 20 clubs "
+               "playing 38 matches from august to may each season"]
+    assert find_contradictions(prompts, answers, labelled=False) == []
+
+
 def test_labels_contradict_on_any_difference() -> None:
     groups = find_contradictions(["card lost", "card lost"], ["lost_card", "card_arrival"], True)
     assert len(groups) == 1 and groups[0].pairs[0].answer_similarity == 0.0

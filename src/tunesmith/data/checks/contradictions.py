@@ -1,7 +1,8 @@
 """Contradictions: the same or nearly the same prompt with materially different answers.
 
 For labelled tables the answer is the label, so any two labels for one text contradict.
-Otherwise two answers contradict when their word sets overlap less than `ANSWER_AGREEMENT`.
+Otherwise two answers contradict when fewer than `ANSWER_AGREEMENT` of the shorter answer's
+words occur in the other (so a short answer restated at length is no contradiction).
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ def find_contradictions(prompt_keys: Sequence[str], answers: Sequence[str], labe
     return result
 
 
+def _containment(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of the smaller word set found in the larger one."""
+    if not len(a) or not len(b):
+        return float(len(a) == len(b))
+    return len(np.intersect1d(a, b, assume_unique=True)) / min(len(a), len(b))
+
+
 def _group_pairs(group: list[int], prompt_keys: Sequence[str], answers: Sequence[str],
                  labelled: bool) -> list[Contradiction]:
     """Pair the first row of each distinct answer with the first rows of the others."""
@@ -74,7 +82,7 @@ def _group_pairs(group: list[int], prompt_keys: Sequence[str], answers: Sequence
     pairs = []
     for i, a in enumerate(firsts):
         for b in firsts[i + 1 :]:
-            agree = 0.0 if labelled else jaccard(bags[a], bags[b])
+            agree = 0.0 if labelled else _containment(bags[a], bags[b])
             if agree < ANSWER_AGREEMENT:
                 prompt_sim = 1.0 if prompt_keys[a] == prompt_keys[b] else jaccard(
                     shingles(prompt_keys[a]), shingles(prompt_keys[b]))
