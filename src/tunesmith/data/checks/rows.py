@@ -148,9 +148,13 @@ def normalise_text(text: str) -> str:
 
 
 def prompt_text(conv: Conversation) -> str:
-    """Everything before the last trained answer, one turn per line."""
+    """The turns before the last trained answer, one per line, without system messages.
+
+    System prompts are usually shared boilerplate; left in, a long one makes every prompt
+    look alike to the near-duplicate and contradiction checks.
+    """
     last = _last_answer(conv)
-    return "\n".join(m.content for m in conv.messages[:last])
+    return "\n".join(m.content for m in conv.messages[:last] if m.role != "system")
 
 
 def answer_text(conv: Conversation) -> str:
