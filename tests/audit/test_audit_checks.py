@@ -87,8 +87,8 @@ def test_paraphrased_answers_do_not_contradict() -> None:
 def test_a_short_answer_restated_at_length_does_not_contradict() -> None:
     prompts = ["what is the premier league"] * 2
     answers = ["the premier league is the top flight of english football",
-               "the premier league is the top flight of english football with 20 clubs "
-               "playing 38 matches from august to may each season"]
+               ("the premier league is the top flight of english football with 20 clubs "
+                "playing 38 matches from august to may each season")]
     assert find_contradictions(prompts, answers, labelled=False) == []
 
 
