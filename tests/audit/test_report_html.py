@@ -8,11 +8,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from planted import write_planted
 
 from tunesmith.audit import AuditOptions, audit_data
 from tunesmith.config import load_config
+from tunesmith.data.checks.clusters import cluster_section
 from tunesmith.reporting.html import SECTIONS, render_html
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
@@ -28,6 +30,12 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = load_config(None, ["data.max_length=256", "audit.max_sensitive_rows=0"])
     report = audit_data([str(planted.path)], [str(planted.path)], config,
                         AuditOptions(progress=False))
+    # clusters from made-up unit vectors: the chart needs no embedding model
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(40, 8)) + np.repeat(np.eye(4, 8) * 4, 10, axis=0)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    refs = [f"f:{i}" for i in range(40)]
+    report["clusters"] = cluster_section(vectors, refs, refs, None, None, k=4)
     path = folder / "report.html"
     path.write_text(render_html(report), encoding="utf-8")
     return path
@@ -60,7 +68,7 @@ def test_rendered_dom_has_every_section_and_chart(page: Path) -> None:
     dom = _chromium("--dump-dom", page.as_uri()).stdout
     for section in SECTIONS:
         assert f'<section id="{section}">' in dom, section
-    for chart in ("length-histogram", "duplicate-chart", "balance-chart"):
+    for chart in ("length-histogram", "duplicate-chart", "balance-chart", "cluster-chart"):
         assert re.search(rf'<figure id="{chart}"><svg', dom), chart
     assert "a threshold was broken" in dom
     assert "maria.lopez@example.org" not in dom
