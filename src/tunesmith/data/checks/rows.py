@@ -90,7 +90,7 @@ def collect_rows(
                 row.reject = Reject(raw.ref, "BrokenRow", raw.error or "unreadable row", None,
                                     raw.text)
                 continue
-            if mapping is None and shape == "auto" and not result.rows[:-1]:
+            if mapping is None and shape == "auto" and len(result.rows) == 1:
                 mapping = _first_row_mapping(raw.value, result)
             _normalise_row(row, raw.value, shape, mapping, result)
         result.fixes.extend(notes.fixes)
