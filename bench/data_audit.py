@@ -2,7 +2,7 @@
 10,000 rows with embeddings. Prints seconds, rows/s and peak memory, plus the speed-up of the
 batched token counter over encoding rows one by one (its peer, measured in the same run).
 
-    python bench/data_audit.py [--rows 100000] [--embed-rows 10000] [--threads 2]
+    python bench/data_audit.py [--rows 100000] [--embed-rows 10000] [--threads 2] [--workers 1]
 """
 
 from __future__ import annotations
@@ -55,13 +55,13 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def run_check(path: Path, embeddings: bool) -> tuple[float, float, dict]:
+def run_check(path: Path, embeddings: bool, workers: int = 1) -> tuple[float, float, dict]:
     """Wall seconds, CPU seconds of this process (all threads) and the report."""
     from tunesmith.audit import AuditOptions, audit_data
     from tunesmith.config import load_config
 
     start, cpu = time.perf_counter(), time.process_time()
-    report = audit_data([str(path)], [], load_config(None),
+    report = audit_data([str(path)], [], load_config(None, [f"data.workers={workers}"]),
                         AuditOptions(embeddings=embeddings, progress=False))
     return time.perf_counter() - start, time.process_time() - cpu, report
 
@@ -91,6 +91,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--embed-rows", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="data.workers for token counting (forked processes; their CPU "
+                             "time is not in the CPU column)")
     args = parser.parse_args()
     import torch
 
@@ -103,8 +106,9 @@ def main() -> None:
         fast, slow = peer_ratio(small)
         print(f"token counting: batched {fast:.0f} rows/s vs encode() {slow:.0f} rows/s "
               f"({fast / slow:.1f}x), identical counts", flush=True)
-        seconds, cpu, report = run_check(big, embeddings=False)
-        print(f"check without embeddings, {args.rows:,} rows: {seconds:.1f} s wall, "
+        seconds, cpu, report = run_check(big, embeddings=False, workers=args.workers)
+        print(f"check without embeddings, {args.rows:,} rows, {args.workers} worker(s): "
+              f"{seconds:.1f} s wall, "
               f"{cpu:.1f} s CPU ({args.rows / seconds:,.0f} rows/s); steps "
               f"{report['timings_s']}", flush=True)
         seconds, cpu, report = run_check(small, embeddings=True)
