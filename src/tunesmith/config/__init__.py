@@ -2,6 +2,7 @@
 
 from tunesmith.config.loading import apply_overrides, load_config, to_dict
 from tunesmith.config.schema import (
+    AuditConfig,
     DataConfig,
     EvalConfig,
     ExportConfig,
@@ -11,5 +12,6 @@ from tunesmith.config.schema import (
     TrainingConfig,
 )
 
-__all__ = ["DataConfig", "EvalConfig", "ExportConfig", "MethodConfig", "ModelConfig",
-           "RunConfig", "TrainingConfig", "apply_overrides", "load_config", "to_dict"]
+__all__ = ["AuditConfig", "DataConfig", "EvalConfig", "ExportConfig", "MethodConfig",
+           "ModelConfig", "RunConfig", "TrainingConfig", "apply_overrides", "load_config",
+           "to_dict"]

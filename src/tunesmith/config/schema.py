@@ -91,6 +91,22 @@ class ExportConfig:
 
 
 @dataclass
+class AuditConfig:
+    near_threshold: float = opt(0.7, "Jaccard similarity that makes two rows near duplicates",
+                                minimum=0.0)
+    embeddings: bool = opt(False, "cluster prompts with sentence embeddings in data check")
+    min_rows: int | None = opt(None, "fail the check below this many usable rows")
+    max_rejected_rows: int | None = opt(None, "fail above this many unusable rows")
+    max_duplicate_share: float | None = opt(None, "fail above this share of exact copies")
+    max_near_duplicate_share: float | None = opt(None, "fail above this share of near copies")
+    max_contradictions: int | None = opt(None, "fail above this many contradicting prompts")
+    max_leaked_rows: int | None = opt(None, "fail above this many eval rows found in train")
+    max_sensitive_rows: int | None = opt(None, "fail above this many rows with sensitive data")
+    max_over_length_share: float | None = opt(None, "fail above this share over max_length")
+    max_imbalance_ratio: float | None = opt(None, "fail above this largest/smallest label ratio")
+
+
+@dataclass
 class RunConfig:
     output_dir: str = opt("runs/latest", "run directory")
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -99,3 +115,4 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)

@@ -159,6 +159,10 @@ class ChatFormatter:
             ids += self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return ids
 
+    def segments(self, conv: Conversation) -> list[tuple[str, bool]]:
+        """The (text, supervised) segments `encode` tokenizes one by one; for fast counting."""
+        return self._segments(conv)
+
     def prompt_text(self, messages: list[Message]) -> str:
         """The rendered prompt text, for previews and plain-text servers."""
         return self._apply(self._messages(messages), True)

@@ -1,0 +1,1 @@
+"""Checks of a data audit, one module per kind of fault they catch."""

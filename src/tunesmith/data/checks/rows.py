@@ -1,0 +1,175 @@
+"""Read data files for an audit: every row kept with its position, conversation or reject.
+
+Unlike training, the audit keeps rejected rows beside the good ones so each check can name
+rows by number, and it notes the per-message fields it handled or ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesmith.data.readers import ReadNotes, read_rows
+from tunesmith.data.records import Conversation, Reject, RowRef
+from tunesmith.data.shapes import RowMapping, RowProblem, detect_shape, to_conversation
+
+logger = logging.getLogger(__name__)
+
+TEXT_COLUMNS = ("text", "sentence", "utterance", "query", "question")
+LABEL_COLUMNS = ("label", "category", "intent", "class")
+MESSAGE_KEYS = {"role", "content", "from", "value"}
+HANDLED_KEYS = {"weight": "weight (0 masks the turn, 1 trains it)",
+                "tool_calls": "tool_calls (trained as their JSON text)",
+                "function_call": "function_call (trained as its JSON text)"}
+SHAPE_KEYS = {"messages", "conversations", "instruction", "input", "output", "system",
+              "history", "prompt", "completion", "response", "text"}
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+@dataclass
+class AuditRow:
+    """One input row: its 0-based position, where it came from, and what it became."""
+
+    index: int
+    ref: RowRef
+    conv: Conversation | None = None
+    reject: Reject | None = None
+    label: str | None = None
+
+
+@dataclass
+class AuditRows:
+    """All rows of one side (train or eval) plus what reading them noticed."""
+
+    rows: list[AuditRow] = field(default_factory=list)
+    fixes: list[str] = field(default_factory=list)
+    shapes: Counter = field(default_factory=Counter)
+    handled_fields: Counter = field(default_factory=Counter)
+    ignored_fields: Counter = field(default_factory=Counter)
+    label_field: str | None = None
+    mapping: RowMapping | None = None
+
+    @property
+    def good(self) -> list[AuditRow]:
+        return [r for r in self.rows if r.conv is not None]
+
+    @property
+    def rejects(self) -> list[Reject]:
+        return [r.reject for r in self.rows if r.reject is not None]
+
+
+def infer_label_mapping(row: dict[str, Any]) -> RowMapping | None:
+    """Return a text-to-label mapping for a two-column table such as `text,category`."""
+    keys = [k for k in row if k not in ("id", "idx")]
+    text = [k for k in keys if k.lower() in TEXT_COLUMNS]
+    label = [k for k in keys if k.lower() in LABEL_COLUMNS]
+    if len(keys) != 2 or len(text) != 1 or len(label) != 1:
+        return None
+    return RowMapping(user=f"{{{text[0]}}}", assistant=f"{{{label[0]}}}", fields=[label[0]])
+
+
+def collect_rows(
+    paths: Iterable[str | Path], shape: str = "auto", mapping: RowMapping | None = None
+) -> AuditRows:
+    """Read and normalise every row of the files, keeping rejects in input order."""
+    result = AuditRows()
+    if mapping is not None and mapping.fields:
+        result.label_field = mapping.fields[0]
+    for path in paths:
+        notes = ReadNotes()
+        for raw in read_rows(path, notes):
+            row = AuditRow(len(result.rows), raw.ref)
+            result.rows.append(row)
+            if raw.value is None:
+                row.reject = Reject(raw.ref, "BrokenRow", raw.error or "unreadable row", None,
+                                    raw.text)
+                continue
+            if mapping is None and shape == "auto" and len(result.rows) == 1:
+                mapping = _first_row_mapping(raw.value, result)
+            _normalise_row(row, raw.value, shape, mapping, result)
+        result.fixes.extend(notes.fixes)
+    result.mapping = mapping
+    return result
+
+
+def _first_row_mapping(value: dict[str, Any], result: AuditRows) -> RowMapping | None:
+    try:
+        detect_shape(value)
+        return None
+    except RowProblem:
+        mapping = infer_label_mapping(value)
+    if mapping is not None:
+        result.label_field = mapping.fields[0]
+        logger.info("labelled table: %s -> %s", mapping.user, mapping.assistant)
+    return mapping
+
+
+def _normalise_row(row: AuditRow, value: dict[str, Any], shape: str,
+                   mapping: RowMapping | None, result: AuditRows) -> None:
+    try:
+        row.conv = to_conversation(value, row.ref, shape, mapping)
+    except RowProblem as problem:
+        row.reject = Reject(row.ref, problem.rule, problem.reason, problem.field, value)
+        return
+    name = "mapped" if mapping and mapping.user else (shape if shape != "auto"
+                                                      else detect_shape(value))
+    result.shapes[name] += 1
+    if result.label_field:
+        row.label = str(value.get(result.label_field, "")).strip()
+    _note_fields(value, name, result)
+
+
+def _note_fields(value: dict[str, Any], shape: str, result: AuditRows) -> None:
+    """Count per-message fields that were handled, and any field the normaliser ignores."""
+    if shape == "mapped":
+        return
+    for key in value:
+        if key not in SHAPE_KEYS:
+            result.ignored_fields[f"row.{key}"] += 1
+    items = value.get("messages") or value.get("conversations") or []
+    for item in items if isinstance(items, list) else []:
+        for key in item if isinstance(item, dict) else ():
+            if key in HANDLED_KEYS:
+                result.handled_fields[HANDLED_KEYS[key]] += 1
+            elif key not in MESSAGE_KEYS:
+                result.ignored_fields[f"message.{key}"] += 1
+
+
+def normalise_text(text: str) -> str:
+    """Fold case, width and punctuation so trivially different copies compare equal."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(_NON_WORD.sub(" ", folded).split())
+
+
+def prompt_text(conv: Conversation) -> str:
+    """The turns before the last trained answer, one per line, without system messages.
+
+    System prompts are usually shared boilerplate; left in, a long one makes every prompt
+    look alike to the near-duplicate and contradiction checks.
+    """
+    last = _last_answer(conv)
+    return "\n".join(m.content for m in conv.messages[:last] if m.role != "system")
+
+
+def answer_text(conv: Conversation) -> str:
+    """The last trained assistant answer."""
+    return conv.messages[_last_answer(conv)].content
+
+
+def full_text(conv: Conversation) -> str:
+    """All turns of the conversation, one per line."""
+    return "\n".join(m.content for m in conv.messages)
+
+
+def _last_answer(conv: Conversation) -> int:
+    for index in range(len(conv.messages) - 1, -1, -1):
+        msg = conv.messages[index]
+        if msg.role == "assistant" and msg.weight:
+            return index
+    return len(conv.messages) - 1

@@ -1,0 +1,52 @@
+"""The `tunesmith data check|clean` command line: files written, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from planted import write_planted
+
+from tunesmith.cli.main import main
+
+
+def test_check_writes_reports_and_passes_without_limits(tmp_path: Path, capsys) -> None:
+    planted = write_planted(tmp_path / "planted.jsonl")
+    code = main(["data", "check", str(planted.path), "--out", str(tmp_path / "r"),
+                 "--no-lengths"])
+    assert code == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["passed"] is True
+    assert (tmp_path / "r" / "report.html").read_text().startswith("<!DOCTYPE html>")
+    out = capsys.readouterr().out
+    assert "sensitive data: 8 row(s)" in out and "result: passed" in out
+
+
+def test_check_exits_1_when_a_limit_is_broken(tmp_path: Path, capsys) -> None:
+    planted = write_planted(tmp_path / "planted.jsonl")
+    code = main(["data", "check", str(planted.path), "--out", str(tmp_path / "r"),
+                 "--no-lengths", "--set", "audit.max_sensitive_rows=0"])
+    assert code == 1
+    assert "threshold max_sensitive_rows: 8 (limit 0) FAILED" in capsys.readouterr().out
+
+
+def test_missing_file_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    code = main(["data", "check", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "nope.jsonl: no such data file" in err
+
+
+def test_bad_config_key_is_reported(tmp_path: Path, capsys) -> None:
+    planted = write_planted(tmp_path / "planted.jsonl")
+    code = main(["data", "check", str(planted.path), "--set", "audit.max_leak=0"])
+    assert code == 2
+    assert "did you mean audit.max_leaked_rows" in capsys.readouterr().err
+
+
+def test_clean_prints_counts(tmp_path: Path, capsys) -> None:
+    planted = write_planted(tmp_path / "planted.jsonl")
+    code = main(["data", "clean", str(planted.path), "--out", str(tmp_path / "c")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"{planted.rows} rows in:" in out and "Redacted: 8" in out
