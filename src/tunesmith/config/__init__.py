@@ -6,10 +6,11 @@ from tunesmith.config.schema import (
     ExportConfig,
     MethodConfig,
     ModelConfig,
+    ObjectiveConfig,
     RunConfig,
     TrainingConfig,
 )
 from tunesmith.config.loading import apply_overrides, load_config, to_dict
 
 __all__ = ["DataConfig", "EvalConfig", "ExportConfig", "MethodConfig", "ModelConfig",
-           "RunConfig", "TrainingConfig", "apply_overrides", "load_config", "to_dict"]
+           "ObjectiveConfig", "RunConfig", "TrainingConfig", "apply_overrides", "load_config", "to_dict"]
