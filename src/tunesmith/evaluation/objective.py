@@ -70,13 +70,18 @@ def parse_targets(raw: dict[str, Any]) -> list[Target]:
     return targets
 
 
+def headline_metric(output: str, available: Any) -> str:
+    """The metric `accuracy` means for a contract: label, all-fields JSON, or exact match."""
+    preferred = {"labels": ("label_accuracy",),
+                 "json": ("label_accuracy", "json_all_fields")}.get(output, ())
+    return next((key for key in preferred if key in available), "exact_match")
+
+
 def headline_accuracy(output: str, metrics: dict[str, Any]) -> float | None:
-    """The value `accuracy` means for this contract: label, all-fields JSON, or exact match."""
-    for key in ({"labels": ("label_accuracy",), "json": ("label_accuracy", "json_all_fields")}
-                .get(output, ()) + ("exact_match",)):
-        if metrics.get(key) is not None:
-            return float(metrics[key])
-    return None
+    """The value of the headline metric in a flat metric mapping (None if absent)."""
+    value = metrics.get(headline_metric(output, {k for k, v in metrics.items()
+                                                 if v is not None}))
+    return None if value is None else float(value)
 
 
 def check_targets(targets: list[Target], model: str, metrics: dict[str, Any]) -> list[
