@@ -284,7 +284,7 @@ def eval_only(config: RunConfig) -> RunOutcome:
         data = PreparedData(formatter, [], [], cases, {"test_cases": len(cases)})
     else:
         raise ConfigError(["data.test (or data.train): name the files to evaluate on"])
-    outcome = RunOutcome(run_dir, data.counts)
+    outcome = RunOutcome(run_dir, data.counts if config.data.train else {})
     _evaluate(config, outcome, sources, data)
     return outcome
 
