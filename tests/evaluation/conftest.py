@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def datasets_dir() -> Path:
-    """$TUNESMITH_DATASETS, else ../shared/datasets next to the repository."""
-    return Path(os.environ.get("TUNESMITH_DATASETS", REPO.parent / "shared" / "datasets"))
 
 
 @pytest.fixture(scope="session")

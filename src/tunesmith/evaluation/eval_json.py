@@ -167,6 +167,10 @@ def conclude(cases: list[EvalCase], results: list[ModelResult], objective: Any,
 
     targets = parse_targets(objective.targets)
     max_drop = next((t.threshold for t in targets if t.metric == "forgetting"), None)
+    headline = headline_metric(objective.output, results[-1].scores)
+    for result in results:  # `accuracy` gets the headline's per-example scores (intervals)
+        if headline in result.scores:
+            result.scores.setdefault("accuracy", result.scores[headline])
     diffs, forgetting = compare_all(results, samples, max_drop)
     gated = next((r for r in results if r.name == objective.gate_model), None)
     if objective.gate_model and gated is None:
@@ -175,7 +179,6 @@ def conclude(cases: list[EvalCase], results: list[ModelResult], objective: Any,
         raise ConfigError([f"objective.gate_model: {objective.gate_model!r} is not one of the "
                            f"evaluated models ({', '.join(r.name for r in results)})"])
     gated = gated or results[-1]
-    headline = headline_metric(objective.output, gated.scores)
     summary = {"task": objective.task, "output": objective.output,
                "source": objective.source, "targets": dict(objective.targets)}
     record = EvalRecord(summary, cases, results, headline,
