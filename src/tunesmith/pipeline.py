@@ -25,6 +25,7 @@ from tunesmith.evaluation.runner import (
     EvalCase,
     cases_from,
     comparison_table,
+    select_cases,
     write_predictions,
 )
 from tunesmith.evaluation.scoring import Contract
@@ -211,7 +212,7 @@ def _source(spec: str, config: RunConfig, run_dir: Path,
 def _evaluate(config: RunConfig, outcome: RunOutcome, sources: list[ModelSource],
               data: PreparedData) -> None:
     cfg = config.evaluation
-    cases = data.cases[: cfg.limit] if cfg.limit else data.cases
+    cases = select_cases(data.cases, cfg.limit, cfg.limit_rows)
     if not cases:
         logger.warning("no evaluation cases; skipping generation metrics")
         return

@@ -44,3 +44,13 @@ def test_paired_diff_all_improved():
     assert diff.diff == 1.0
     assert diff.ci == (1.0, 1.0)
     assert diff.improved == [0, 1, 2, 3, 4]
+
+
+def test_select_cases_first_and_spread():
+    from tunesmith.evaluation.runner import select_cases
+
+    cases = list(range(10))
+    assert select_cases(cases, None) == cases
+    assert select_cases(cases, 3) == [0, 1, 2]
+    assert select_cases(cases, 3, "spread") == [0, 3, 6]
+    assert select_cases(cases, 20, "spread") == cases

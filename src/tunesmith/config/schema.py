@@ -79,7 +79,9 @@ class EvalConfig:
     compare_base: bool = opt(True, "also evaluate the base model")
     batch_size: int = opt(32, "prompts per generation batch", minimum=1)
     max_new_tokens: int = opt(64, "generation limit per answer", minimum=1)
-    limit: int | None = opt(None, "evaluate only the first N test rows")
+    limit: int | None = opt(None, "evaluate only N test rows")
+    limit_rows: str = opt("first", "which N rows: the first, or spread evenly over the file",
+                          ("first", "spread"))
     models: list[str] = opt([], "models to compare: base, run, a model dir, or "
                             "openai:URL#MODEL; empty = base (if compare_base) and run")
     relevance: bool = opt(True, "embedding similarity, ROUGE-L and chrF (needs tunesmith[eval])")

@@ -46,6 +46,16 @@ def cases_from(conversations: list[Conversation]) -> list[EvalCase]:
     return cases
 
 
+def select_cases(cases: list[EvalCase], limit: int | None, rows: str = "first") -> list[
+        EvalCase]:
+    """All cases, or `limit` of them: the first ones or evenly spread (files sorted by label)."""
+    if not limit or limit >= len(cases):
+        return list(cases)
+    if rows == "spread":
+        return [cases[i * len(cases) // limit] for i in range(limit)]
+    return cases[:limit]
+
+
 def score_model(
     name: str, model: Any, formatter: ChatFormatter, cases: list[EvalCase],
     batch_size: int, max_new_tokens: int, eval_examples: list[EncodedExample] | None = None,
