@@ -30,7 +30,8 @@ def _write_case(tmp_path, tiny_model_dir, url, targets, gate_model="endpoint:fak
         "data": {"test": [str(data)]},
         "evaluation": {"models": [str(tiny_model_dir), f"openai:{url}#fake"],
                        "relevance": False, "max_new_tokens": 8, "batch_size": 4,
-                       "forgetting_sets": [str(arc)], "bootstrap_samples": 200},
+                       "forgetting_sets": [str(arc)], "bootstrap_samples": 200,
+                       "judge_url": url, "judge_model": "judge"},
         "objective": {"task": "Banking intent as JSON", "output": "json",
                       "label_field": "intent", "labels": ["card_arrival", "exchange_rate"],
                       "json_schema": {"type": "object", "required": ["intent"]},
@@ -61,6 +62,8 @@ def test_eval_passes_targets_and_writes_hand_checkable_results(tmp_path, tiny_mo
     assert endpoint["metrics"]["stop_rate"]["value"] == 1.0
     # "card_arrival" / "intent" are not in the prompts: every answer is unsupported
     assert endpoint["metrics"]["hallucination_rate"]["value"] == 1.0
+    # the fake judge calls an answer unsupported only when "Denver" appears: never here
+    assert endpoint["metrics"]["judge_hallucination_rate"]["value"] == 0.0
     assert endpoint["details"]["top_confusions"] == [
         {"expected": "exchange_rate", "predicted": "card_arrival", "count": 1}]
     assert payload["gate"] == {"model": "endpoint:fake", "passed": True}
