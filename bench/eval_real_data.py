@@ -6,6 +6,7 @@ eval.json and report.html per task and prints the Markdown table used in docs/re
 
     python bench/eval_real_data.py --model smollm2-135m-instruct --name base
     python bench/eval_real_data.py --model runs/banking77/export/merged --name fine_tuned
+    python bench/eval_real_data.py --model run:runs/banking77 --name step_N   # newest checkpoint
     python bench/eval_real_data.py --table base fine_tuned
 
 Rows are taken evenly spread over each file (the files are sorted by label), so a small
@@ -105,9 +106,37 @@ def _config(extra: dict) -> EvalConfig:
     return config
 
 
+def load_run_checkpoint(run_dir: Path) -> tuple[Any, Any, str]:
+    """The newest complete checkpoint of a (possibly still training) run, merged."""
+    import shutil
+    import tempfile
+
+    from tunesmith.config import load_config
+    from tunesmith.pipeline import _fresh_model, _method
+    from tunesmith.training.checkpoint import latest_checkpoint
+
+    config = load_config(run_dir / "config.yaml")
+    last = latest_checkpoint(run_dir / "checkpoints")
+    if last is None:
+        raise SystemExit(f"{run_dir}: no complete checkpoint yet")
+    with tempfile.TemporaryDirectory() as tmp:  # copy first: the run may prune it meanwhile
+        shutil.copy(last / "weights.pt", Path(tmp) / "weights.pt")
+        weights = torch.load(Path(tmp) / "weights.pt", weights_only=True)
+    loaded = _fresh_model(config)
+    method = _method(config)
+    model = method.prepare(loaded.model)
+    method.load_trainable_state(model, weights)
+    return method.merged(model), loaded.tokenizer, f"{run_dir.name}/{last.name}"
+
+
 def score_model(model_name: str, label: str, out: Path) -> None:
     """Answer every task and the ARC sets with one model; cache everything under `out`."""
-    loaded = load_model(model_name)
+    if model_name.startswith("run:"):
+        model, tokenizer, model_name = load_run_checkpoint(Path(model_name[4:]))
+        loaded = SimpleNamespace(model=model, tokenizer=tokenizer)
+    else:
+        loaded = load_model(model_name)
+    print(f"{label}: {model_name}")
     pair = (loaded.model, loaded.tokenizer)
     cache = out / "models" / label
     cache.mkdir(parents=True, exist_ok=True)
