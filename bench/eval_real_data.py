@@ -41,7 +41,7 @@ from tunesmith.reporting.eval_html import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 BANKING_SYSTEM = "Classify the banking customer's intent. Answer in JSON."
-LIMITS = {"banking77": 300, "xquad-en": 150, "boolq": 150, "arc_easy": 300,
+LIMITS = {"banking77": 200, "xquad-en": 100, "boolq": 100, "arc_easy": 300,
           "arc_challenge": 200}
 
 
