@@ -41,8 +41,8 @@ from tunesmith.reporting.eval_html import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 BANKING_SYSTEM = "Classify the banking customer's intent. Answer in JSON."
-LIMITS = {"banking77": 200, "xquad-en": 100, "boolq": 100, "arc_easy": 300,
-          "arc_challenge": 200}
+LIMITS = {"banking77": 100, "xquad-en": 60, "boolq": 60, "arc_easy": 200,
+          "arc_challenge": 100}
 
 
 def datasets() -> Path:

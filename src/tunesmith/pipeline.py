@@ -33,8 +33,7 @@ from tunesmith.evaluation.suite import ModelSource, SuiteInputs, evaluate_source
 from tunesmith.export.writers import export_adapter, export_merged, merge_and_check
 from tunesmith.formatting.chat import ChatFormatter, EncodedExample
 from tunesmith.modeling.adapters import LoraSettings
-from tunesmith.modeling.loading import load_model, load_tokenizer
-from tunesmith.reporting.eval_html import write_report
+from tunesmith.modeling.loading import load_model
 from tunesmith.rundir import init_run_dir, write_json
 from tunesmith.tokenization.examples import tokenize_conversations
 from tunesmith.training.checkpoint import latest_checkpoint
@@ -229,6 +228,8 @@ def _evaluate(config: RunConfig, outcome: RunOutcome, sources: list[ModelSource]
     write_predictions(eval_dir / "predictions.jsonl", cases, results)  # type: ignore[arg-type]
     write_eval_json(eval_dir / "eval.json", payload)
     if cfg.report:
+        from tunesmith.reporting.eval_html import write_report
+
         write_report(eval_dir / "report.html", payload)
     (eval_dir / "table.txt").write_text(comparison_table(results) + "\n")  # type: ignore[arg-type]
     outcome.scores = results
@@ -275,6 +276,8 @@ def eval_only(config: RunConfig) -> RunOutcome:
     specs = config.evaluation.models or (["base", "run"] if config.evaluation.compare_base
                                          else ["run"])
     sources = [_source(spec, config, run_dir) for spec in specs]
+    from tunesmith.modeling.loading import load_tokenizer
+
     tokenizer = load_tokenizer(config.model.name, config.model.cache_dir)
     if config.data.train:
         data = prepare_data(config, tokenizer, run_dir)

@@ -115,28 +115,8 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     return target
 
 
-def load_model(
-    name: str, cache_dir: str | Path | None = None, dtype: str = "float32", device: str = "cpu"
-) -> LoadedModel:
-    """Load a causal language model and its tokenizer; the tokenizer always has a pad id."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    source = resolve_model(name, cache_dir)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
-    except OSError as err:
-        raise ModelError(f"cannot load model {name!r} from {source}: {err}") from None
-    if tokenizer.pad_token_id is None:
-        # Safe because padding is masked by length, never by id (see tokenization.collate).
-        tokenizer.pad_token = tokenizer.eos_token
-    model.to(device)
-    return LoadedModel(model, tokenizer, Path(source))
-
-
 def load_tokenizer(name: str, cache_dir: str | Path | None = None) -> Any:
-    """Load only the tokenizer of a model (with a pad id, as `load_model` gives it)."""
+    """Load only the tokenizer (cheap), with a pad id set as in `load_model`."""
     from transformers import AutoTokenizer
 
     source = resolve_model(name, cache_dir)
@@ -147,3 +127,21 @@ def load_tokenizer(name: str, cache_dir: str | Path | None = None) -> Any:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def load_model(
+    name: str, cache_dir: str | Path | None = None, dtype: str = "float32", device: str = "cpu"
+) -> LoadedModel:
+    """Load a causal language model and its tokenizer; the tokenizer always has a pad id."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_model(name, cache_dir)
+    # A pad id equal to eos is safe: padding is masked by length, never by id.
+    tokenizer = load_tokenizer(name, cache_dir)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
+    except OSError as err:
+        raise ModelError(f"cannot load model {name!r} from {source}: {err}") from None
+    model.to(device)
+    return LoadedModel(model, tokenizer, Path(source))
