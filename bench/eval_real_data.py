@@ -8,6 +8,7 @@ eval.json and report.html per task and prints the Markdown table used in docs/re
     python bench/eval_real_data.py --model runs/banking77/export/merged --name fine_tuned
     python bench/eval_real_data.py --model run:runs/banking77 --name step_N   # newest checkpoint
     python bench/eval_real_data.py --table base fine_tuned
+    python bench/eval_real_data.py --predictions runs/banking77/eval/predictions.jsonl
 
 Rows are taken evenly spread over each file (the files are sorted by label), so a small
 limit still covers every class. Datasets come from $TUNESMITH_DATASETS.
@@ -34,8 +35,14 @@ from tunesmith.evaluation.benchmarks import read_boolq, read_multiple_choice, re
 from tunesmith.evaluation.eval_json import conclude, write_eval_json
 from tunesmith.evaluation.forgetting import RetentionScore, score_multiple_choice
 from tunesmith.evaluation.runner import EvalCase
-from tunesmith.evaluation.scoring import Contract
-from tunesmith.evaluation.suite import ModelResult, ModelSource, SuiteInputs, evaluate_source
+from tunesmith.evaluation.scoring import Contract, flat_metrics, score_answers
+from tunesmith.evaluation.suite import (
+    ModelResult,
+    ModelSource,
+    SuiteInputs,
+    answer_set,
+    evaluate_source,
+)
 from tunesmith.modeling.loading import load_model
 from tunesmith.reporting.eval_html import write_report
 
@@ -98,6 +105,7 @@ def boolq_task(limit: int) -> tuple[list[EvalCase], SimpleNamespace, dict]:
 
 
 TASKS = {"banking77": banking_task, "xquad-en": xquad_task, "boolq": boolq_task}
+TASK_CHOICE = set(TASKS)
 
 
 def _config(extra: dict) -> EvalConfig:
@@ -141,6 +149,8 @@ def score_model(model_name: str, label: str, out: Path) -> None:
     cache = out / "models" / label
     cache.mkdir(parents=True, exist_ok=True)
     for task, build in TASKS.items():
+        if task not in TASK_CHOICE:
+            continue
         started = time.perf_counter()
         cases, objective, extra = build(LIMITS[task])
         settings = {"system_prompt": extra["system_prompt"], "end_of_turn": None,
@@ -185,6 +195,8 @@ def table(labels: list[str], out: Path) -> None:
     print(f"| task | metric | {' | '.join(labels)} | difference (last - first) |")
     print("|---|---|" + "---|" * len(labels) + "---|")
     for task, build in TASKS.items():
+        if not all((out / "models" / label / f"{task}.json").is_file() for label in labels):
+            continue
         cases, objective, _ = build(LIMITS[task])
         results = [_load_result(out / "models" / label / f"{task}.json") for label in labels]
         _, payload = conclude(cases, results, objective, 1000)
@@ -192,14 +204,7 @@ def table(labels: list[str], out: Path) -> None:
         task_dir.mkdir(parents=True, exist_ok=True)
         write_eval_json(task_dir / "eval.json", payload)
         write_report(task_dir / "report.html", payload)
-        for metric in wanted[task]:
-            cells = [_cell(m["metrics"].get(metric, {})) for m in payload["models"]]
-            diff = next((c for c in payload["comparisons"] if c["metric"] == metric
-                         and c["candidate"] == labels[-1]), None)
-            shown = "-" if not diff or diff["diff"] is None else (
-                f"{diff['diff']:+.3f} [{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}] "
-                f"({len(diff['improved'])} improved, {len(diff['regressed'])} regressed)")
-            print(f"| {task} ({len(cases)}) | {metric} | {' | '.join(cells)} | {shown} |")
+        _print_rows(f"{task} ({len(cases)})", payload, labels, wanted[task])
     _arc_rows(labels, out)
 
 
@@ -219,6 +224,46 @@ def _arc_rows(labels: list[str], out: Path) -> None:
               f"[{low:.1f}, {high:.1f}]{warning} |")
 
 
+def from_predictions(path: Path, out: Path) -> None:
+    """Score the answers a `tunesmith run` stored in eval/predictions.jsonl (Banking77)."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    names = [k for k, v in rows[0].items() if isinstance(v, dict) and "answer" in v]
+    cases = [EvalCase([Message(m["role"], m["content"]) for m in r["prompt"]], r["reference"],
+                      r.get("source")) for r in rows]
+    _, objective, _ = banking_task(1)
+    contract = Contract.from_objective(objective)
+    results = []
+    for name in names:
+        data = answer_set(cases, [r[name]["answer"] for r in rows],
+                           [r[name]["stopped"] for r in rows])
+        scores, details = score_answers(data, contract, relevance=False)
+        results.append(ModelResult(name, f"{path} ({name})", data.answers, data.stopped,
+                                   scores, flat_metrics(scores, "json"), details))
+    _, payload = conclude(cases, results, objective, 1000)
+    task_dir = out / "banking77-full"
+    task_dir.mkdir(parents=True, exist_ok=True)
+    write_eval_json(task_dir / "eval.json", payload)
+    write_report(task_dir / "report.html", payload)
+    _print_rows(f"banking77 full test ({len(cases)})", payload, names,
+                ["accuracy", "exact_match", "format_validity", "json_parse_rate",
+                 "label_membership", "stop_rate"])
+    for model in payload["models"]:
+        top = model["details"].get("top_confusions", [])[:3]
+        print(f"{model['name']} commonest confusions: "
+              + "; ".join(f"{c['expected']} -> {c['predicted']} ({c['count']})" for c in top))
+
+
+def _print_rows(title: str, payload: dict, labels: list[str], metrics: list[str]) -> None:
+    for metric in metrics:
+        cells = [_cell(m["metrics"].get(metric, {})) for m in payload["models"]]
+        diff = next((c for c in payload["comparisons"] if c["metric"] == metric
+                     and c["candidate"] == labels[-1]), None)
+        shown = "-" if not diff or diff["diff"] is None else (
+            f"{diff['diff']:+.3f} [{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}] "
+            f"({len(diff['improved'])} improved, {len(diff['regressed'])} regressed)")
+        print(f"| {title} | {metric} | {' | '.join(cells)} | {shown} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model to score (alias, directory or .gguf)")
@@ -228,7 +273,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, help="rows per task (smoke tests; default: "
                         + ", ".join(f"{k} {v}" for k, v in LIMITS.items()) + ")")
+    parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), help="generation tasks "
+                        "to score (default: all)")
+    parser.add_argument("--predictions", help="score a run's eval/predictions.jsonl instead")
     args = parser.parse_args()
+    if args.tasks:
+        TASK_CHOICE.intersection_update(args.tasks)
+    if args.predictions:
+        from_predictions(Path(args.predictions), Path(args.out))
     if args.limit:
         LIMITS.update({k: args.limit for k in LIMITS})
     logging.basicConfig(level=logging.WARNING)

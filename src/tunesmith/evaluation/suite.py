@@ -67,7 +67,7 @@ class ModelResult:
     retention: dict[str, RetentionScore] = field(default_factory=dict)
 
 
-def _answer_set(cases: list[EvalCase], answers: list[str], stopped: list[bool]) -> AnswerSet:
+def answer_set(cases: list[EvalCase], answers: list[str], stopped: list[bool]) -> AnswerSet:
     questions = [next((m.content for m in reversed(c.messages) if m.role == "user"), "")
                  for c in cases]
     prompts = ["\n".join(m.content for m in c.messages if m.role != "system") for c in cases]
@@ -135,7 +135,7 @@ def evaluate_source(source: ModelSource, inputs: SuiteInputs, config: Any) -> Mo
         model, tokenizer = source.loaded or source.load()  # type: ignore[misc]
         formatter = ChatFormatter(tokenizer, **inputs.formatter_settings)
         answers, stopped, speed = _local_answers(model, formatter, inputs.cases, config)
-    data = _answer_set(inputs.cases, answers, stopped)
+    data = answer_set(inputs.cases, answers, stopped)
     scores, details = score_answers(data, inputs.contract, config.relevance)
     result = ModelResult(source.name, source.description, answers, stopped, scores,
                          flat_metrics(scores, inputs.contract.output), details)
