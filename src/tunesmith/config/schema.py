@@ -84,7 +84,8 @@ class EvalConfig:
                           ("first", "spread"))
     models: list[str] = opt([], "models to compare: base, run, a model dir, or "
                             "openai:URL#MODEL; empty = base (if compare_base) and run")
-    relevance: bool = opt(True, "embedding similarity, ROUGE-L and chrF (needs tunesmith[eval])")
+    relevance: bool = opt(False, "embedding similarity, ROUGE-L and chrF (needs "
+                          "tunesmith[eval]; loading the embedding model takes ~8 s)")
     forgetting_sets: list[str] = opt([], "multiple-choice JSONL files (query, choices, gold) "
                                      "scored before vs after")
     forgetting_limit: int | None = opt(None, "score only the first N rows of each set",
