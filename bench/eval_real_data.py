@@ -99,8 +99,8 @@ def boolq_task(limit: int) -> tuple[list[EvalCase], SimpleNamespace, dict]:
     items = spread(read_boolq(datasets() / "boolq" / "boolq.jsonl"), limit)
     cases = [EvalCase([Message("user", f"Passage: {q.passage}\n\nQuestion: {q.question} "
                                "Answer yes or no.")], q.answer, q.ref) for q in items]
-    objective = _grounded_objective("Yes/no question over a passage", "regex",
-                                    r"(?i)(yes|no)\b.*")
+    objective = _grounded_objective("Yes/no question over a passage", "labels", None)
+    objective.labels, objective.label_first_word = ["yes", "no"], True
     return cases, objective, {"system_prompt": None, "relevance": True, "max_new_tokens": 16}
 
 
@@ -171,11 +171,16 @@ def score_model(model_name: str, label: str, out: Path) -> None:
               f"accuracy {sum(correct) / len(correct):.3f}")
 
 
-def _load_result(path: Path) -> ModelResult:
+def _load_result(path: Path, cases: list[EvalCase], objective: Any,
+                 relevance: bool) -> ModelResult:
+    """A cached model's answers, scored again under the task's current contract."""
     raw = json.loads(path.read_text())
-    raw.pop("seconds", None)
-    raw["retention"] = {}
-    return ModelResult(**raw)
+    data = answer_set(cases, raw["answers"], raw["stopped"])
+    scores, details = score_answers(data, Contract.from_objective(objective), relevance)
+    metrics = flat_metrics(scores, objective.output)
+    metrics["generated_tokens_per_s"] = raw["metrics"].get("generated_tokens_per_s")
+    return ModelResult(raw["name"], raw["description"], data.answers, data.stopped, scores,
+                       metrics, details)
 
 
 def _cell(metric: dict[str, Any]) -> str:
@@ -190,15 +195,16 @@ def table(labels: list[str], out: Path) -> None:
     wanted = {"banking77": ["accuracy", "format_validity", "label_membership", "stop_rate"],
               "xquad-en": ["exact_match", "token_f1", "similarity_to_reference",
                            "similarity_to_question", "rouge_l", "chrf", "hallucination_rate"],
-              "boolq": ["exact_match", "format_validity", "similarity_to_reference",
-                        "similarity_to_question", "hallucination_rate"]}
+              "boolq": ["accuracy", "label_membership", "stop_rate", "similarity_to_question",
+                        "hallucination_rate"]}
     print(f"| task | metric | {' | '.join(labels)} | difference (last - first) |")
     print("|---|---|" + "---|" * len(labels) + "---|")
     for task, build in TASKS.items():
         if not all((out / "models" / label / f"{task}.json").is_file() for label in labels):
             continue
-        cases, objective, _ = build(LIMITS[task])
-        results = [_load_result(out / "models" / label / f"{task}.json") for label in labels]
+        cases, objective, extra = build(LIMITS[task])
+        results = [_load_result(out / "models" / label / f"{task}.json", cases, objective,
+                                extra["relevance"]) for label in labels]
         _, payload = conclude(cases, results, objective, 1000)
         task_dir = out / task
         task_dir.mkdir(parents=True, exist_ok=True)

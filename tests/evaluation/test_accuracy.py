@@ -67,3 +67,12 @@ def test_json_field_accuracy_over_rows():
     assert result["fields"] == {"a": 1.0, "b": 0.5}
     assert result["all_fields"] == 0.5
     assert result["per_example"] == [1.0, 0.0, None]
+
+
+def test_extract_label_first_word():
+    assert extract_label("No, the dog is not alive.", first_word=True) == "no"
+    assert extract_label("  Yes.", first_word=True) == "yes"
+    assert extract_label("", first_word=True) == ""
+    report = label_accuracy([extract_label(a, first_word=True) for a in ["Yes, it is", "no"]],
+                            ["yes", "yes"])
+    assert report.accuracy == 0.5

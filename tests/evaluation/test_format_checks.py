@@ -68,3 +68,9 @@ def test_contract_requires_what_it_names():
     assert contract_checks("text") == {}
     assert set(contract_checks("labels", labels=["x"])) == {"label_membership",
                                                              "format_validity"}
+
+
+def test_label_membership_first_word():
+    check = label_checker(["yes", "no"], first_word=True)
+    assert check("No, never.") == 1.0
+    assert check("Maybe so.") == 0.0

@@ -107,6 +107,8 @@ class ObjectiveConfig:
     labels: list[str] = opt([], "allowed labels for a classification task")
     labels_file: str | None = opt(None, "file of allowed labels: a JSON list or one per line")
     label_field: str | None = opt(None, "JSON field that holds the label, e.g. intent")
+    label_first_word: bool = opt(False, "the label is the answer's first word, any case "
+                                 "(e.g. 'Yes, because ...')")
     regex: str | None = opt(None, "pattern the whole answer must match")
     source: str = opt("none", "what answers must be grounded in (hallucination rate)",
                       ("none", "prompt", "reference", "prompt_and_reference"))

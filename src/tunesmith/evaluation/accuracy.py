@@ -15,6 +15,7 @@ from typing import Any
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
+_FIRST_WORD = re.compile(r"\W*([\w'-]+)")
 
 
 def normalize_answer(text: str) -> str:
@@ -52,11 +53,15 @@ def parse_json_answer(text: str) -> tuple[bool, Any]:
         return False, None
 
 
-def extract_label(answer: str, json_field: str | None = None) -> str:
+def extract_label(answer: str, json_field: str | None = None, first_word: bool = False) -> str:
     """The label an answer names: a JSON field's value when `json_field` is set, else the text.
 
+    With `first_word`, only the first word counts, lower-cased ("Yes, because..." -> "yes").
     An answer that does not parse, or lacks the field, yields the empty string.
     """
+    if first_word:
+        match = _FIRST_WORD.match(extract_label(answer, json_field))
+        return match.group(1).lower() if match else ""
     if json_field is None:
         return answer.strip()
     ok, value = parse_json_answer(answer)

@@ -43,10 +43,11 @@ def schema_validator(schema: dict[str, Any]) -> Callable[[str], float]:
     return check
 
 
-def label_checker(labels: list[str], json_field: str | None = None) -> Callable[[str], float]:
-    """A check that the answer (or its JSON field) is exactly one of the allowed labels."""
-    allowed = set(labels)
-    return lambda answer: float(extract_label(answer, json_field) in allowed)
+def label_checker(labels: list[str], json_field: str | None = None,
+                  first_word: bool = False) -> Callable[[str], float]:
+    """A check that the answer (its JSON field, or its first word) is an allowed label."""
+    allowed = {label.lower() for label in labels} if first_word else set(labels)
+    return lambda answer: float(extract_label(answer, json_field, first_word) in allowed)
 
 
 def regex_checker(pattern: str) -> Callable[[str], float]:
@@ -68,7 +69,8 @@ def format_metrics(answers: list[str], stopped: list[bool],
 
 def contract_checks(output: str, json_schema: dict[str, Any] | None = None,
                     labels: list[str] | None = None, regex: str | None = None,
-                    label_field: str | None = None) -> dict[str, Callable[[str], float]]:
+                    label_field: str | None = None,
+                    first_word: bool = False) -> dict[str, Callable[[str], float]]:
     """The checks an output contract implies; `format_validity` is the strictest one."""
     if output not in OUTPUT_KINDS:
         raise ConfigError([f"objective.output: expected one of {', '.join(OUTPUT_KINDS)}, "
@@ -81,7 +83,7 @@ def contract_checks(output: str, json_schema: dict[str, Any] | None = None,
         checks["schema_validity"] = schema_validator(json_schema)
         checks["format_validity"] = checks["schema_validity"]
     if labels:
-        checks["label_membership"] = label_checker(labels, label_field)
+        checks["label_membership"] = label_checker(labels, label_field, first_word)
         if output == "labels":
             checks["format_validity"] = checks["label_membership"]
     if regex:

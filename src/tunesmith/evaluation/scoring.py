@@ -31,13 +31,16 @@ class Contract:
     label_field: str | None = None
     checks: dict[str, Any] = field(default_factory=dict)
     source: str = "none"
+    first_word: bool = False
 
     @classmethod
     def from_objective(cls, objective: Any) -> Contract:
         labels = load_labels(objective.labels, objective.labels_file)
+        first_word = bool(getattr(objective, "label_first_word", False))
         checks = contract_checks(objective.output, load_schema(objective.json_schema), labels,
-                                 objective.regex, objective.label_field)
-        return cls(objective.output, labels, objective.label_field, checks, objective.source)
+                                 objective.regex, objective.label_field, first_word)
+        return cls(objective.output, labels, objective.label_field, checks, objective.source,
+                   first_word)
 
 
 @dataclass
@@ -79,8 +82,9 @@ def score_answers(data: AnswerSet, contract: Contract, relevance: bool,
         scores["json_all_fields"] = fields["per_example"]
         details["field_accuracy"] = fields["fields"]
     if contract.labels or contract.output == "labels" or contract.label_field:
-        report = label_accuracy([extract_label(a, contract.label_field) for a in answers],
-                                [extract_label(r, contract.label_field) for r in refs])
+        field_name, first = contract.label_field, contract.first_word
+        report = label_accuracy([extract_label(a, field_name, first) for a in answers],
+                                [extract_label(r, field_name, first) for r in refs])
         scores["label_accuracy"] = list(report.per_example)
         details["per_label_recall"] = report.per_label_recall
         details["top_confusions"] = [{"expected": e, "predicted": p, "count": n}
