@@ -54,3 +54,10 @@ def test_select_cases_first_and_spread():
     assert select_cases(cases, 3) == [0, 1, 2]
     assert select_cases(cases, 3, "spread") == [0, 3, 6]
     assert select_cases(cases, 20, "spread") == cases
+
+
+def test_paired_diff_lower_is_better_swaps_improved_and_regressed():
+    diff = paired_diff("hallucination_rate", ("base", [1.0, 0.0, 1.0]),
+                       ("tuned", [0.0, 1.0, 1.0]), lower_is_better=True)
+    assert diff.diff == 0.0
+    assert diff.improved == [0] and diff.regressed == [1] and diff.unchanged == 1

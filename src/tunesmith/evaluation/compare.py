@@ -58,8 +58,12 @@ class PairedDiff:
 
 def paired_diff(metric: str, baseline: tuple[str, list[float | None]],
                 candidate: tuple[str, list[float | None]], samples: int = 1000,
-                seed: int = 0) -> PairedDiff:
-    """Paired bootstrap of the mean difference and the lists of improved/regressed examples."""
+                seed: int = 0, lower_is_better: bool = False) -> PairedDiff:
+    """Paired bootstrap of the mean difference and the lists of improved/regressed examples.
+
+    `diff` is always candidate minus baseline; with `lower_is_better` (e.g. a hallucination
+    flag) an example improved when its score went down.
+    """
     (base_name, base), (cand_name, cand) = baseline, candidate
     if len(base) != len(cand):
         raise ValueError(f"{metric}: {len(base)} baseline scores vs {len(cand)} candidate")
@@ -71,7 +75,8 @@ def paired_diff(metric: str, baseline: tuple[str, list[float | None]],
     deltas = [c - b for _, b, c in pairs]
     result.diff = sum(deltas) / len(deltas)
     result.ci = bootstrap_ci(list(deltas), samples, seed=seed)
-    result.improved = [i for i, b, c in pairs if c > b]
-    result.regressed = [i for i, b, c in pairs if c < b]
+    up = [i for i, b, c in pairs if c > b]
+    down = [i for i, b, c in pairs if c < b]
+    result.improved, result.regressed = (down, up) if lower_is_better else (up, down)
     result.unchanged = len(pairs) - len(result.improved) - len(result.regressed)
     return result

@@ -15,7 +15,7 @@ from typing import Any
 
 from tunesmith.evaluation.compare import PairedDiff, bootstrap_ci, paired_diff
 from tunesmith.evaluation.forgetting import ForgettingReport, compare_retention
-from tunesmith.evaluation.objective import TargetResult
+from tunesmith.evaluation.objective import LOWER_IS_BETTER, TargetResult
 from tunesmith.evaluation.runner import EvalCase
 from tunesmith.evaluation.suite import ModelResult
 
@@ -91,7 +91,8 @@ def compare_all(results: list[ModelResult], samples: int,
         for metric, per_example in other.scores.items():
             if metric in base.scores:
                 diffs.append(paired_diff(metric, (base.name, base.scores[metric]),
-                                         (other.name, per_example), samples))
+                                         (other.name, per_example), samples,
+                                         lower_is_better=metric in LOWER_IS_BETTER))
         for set_name, after in other.retention.items():
             if set_name in base.retention:
                 report = compare_retention(base.retention[set_name], after, max_drop, samples)
