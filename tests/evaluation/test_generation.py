@@ -1,6 +1,7 @@
 """BUG-19: batched greedy generation must equal unbatched generation token for token."""
 
 import importlib.util
+
 import pytest
 import torch
 

@@ -128,14 +128,15 @@ def _examples(items: list[dict[str, Any]], empty: str) -> str:
     models = list(items[0]["answers"])
     rows = []
     for item in items:
-        cells = [_td(str(item["index"]), "num"), _td(f"<pre>{escape(item['prompt'])}</pre>"),
+        prompt = item["prompt"] if len(item["prompt"]) <= 700 else "…" + item["prompt"][-700:]
+        cells = [_td(str(item["index"]), "num"), _td(f"<pre>{escape(prompt)}</pre>"),
                  _td(f"<pre>{escape(item['reference'])}</pre>")]
         for name in models:
             answer = item["answers"][name]
             cells.append(_td(f"<pre>{escape(answer['answer'])}</pre><span class=ci>score "
                              f"{_num(answer['score'], 2)}</span>"))
         rows.append(cells)
-    return _table(["#", "prompt (last turn)", "reference", *models], rows)
+    return _table(["#", "prompt (last turn; long ones end-cut)", "reference", *models], rows)
 
 
 def _details(payload: dict[str, Any]) -> str:
