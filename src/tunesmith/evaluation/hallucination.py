@@ -28,7 +28,7 @@ _NUMBER_WORDS = {
     "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
     "twenty": "20", "thirty": "30", "forty": "40", "fifty": "50", "hundred": "100",
 }
-STOP_WORDS = frozenset("""  # noqa: SIM905 - a word list reads best as text
+STOP_WORDS = frozenset("""
 a about above after again against all also am an and any are as at be because been before
 being below between both but by can could did do does doing down during each either few for
 from further had has have having he her here hers herself him himself his how i if in into is
