@@ -87,7 +87,8 @@ def test_train_then_eval_and_export_alone(config: Path) -> None:
     run = config.parent / "run"
     assert (run / "checkpoints/step-0000006/weights.pt").is_file()
     assert main(["eval", str(config), "evaluation.compare_base=false"]) == 0
-    assert set(json.loads((run / "eval/eval.json").read_text())) == {"fine_tuned"}
+    models = json.loads((run / "eval/eval.json").read_text())["models"]
+    assert [m["name"] for m in models] == ["fine_tuned"]
     assert main(["export", str(config)]) == 0
     assert (run / "export/merged/config.json").is_file()
 

@@ -19,14 +19,18 @@ from tunesmith.data.loading import load_conversations, write_rejects
 from tunesmith.data.records import Conversation, Reject
 from tunesmith.data.shapes import RowMapping
 from tunesmith.errors import CheckpointError, ConfigError, DataError, DataFileNotFound
+from tunesmith.evaluation.benchmarks import read_multiple_choice
+from tunesmith.evaluation.endpoint import ChatEndpoint
+from tunesmith.evaluation.eval_json import conclude, write_eval_json
 from tunesmith.evaluation.runner import (
     EvalCase,
-    ModelScore,
     cases_from,
     comparison_table,
-    score_model,
+    select_cases,
     write_predictions,
 )
+from tunesmith.evaluation.scoring import Contract
+from tunesmith.evaluation.suite import ModelSource, SuiteInputs, evaluate_sources
 from tunesmith.export.writers import export_adapter, export_merged, merge_and_check
 from tunesmith.formatting.chat import ChatFormatter, EncodedExample
 from tunesmith.modeling.adapters import LoraSettings
@@ -54,6 +58,7 @@ class PreparedData:
     eval: list[EncodedExample]
     cases: list[EvalCase]
     counts: dict[str, Any] = field(default_factory=dict)
+    train_conversations: list[Conversation] = field(default_factory=list)
 
 
 def _mapping(config: RunConfig) -> RowMapping | None:
@@ -130,7 +135,7 @@ def prepare_data(config: RunConfig, tokenizer: Any, run_dir: Path) -> PreparedDa
         logger.warning("%d row(s) dropped; reasons in %s", len(rejects),
                        data_dir / "rejects.jsonl")
     return PreparedData(formatter, train_tok.examples, eval_tok.examples,
-                        cases_from(test_convs), counts)
+                        cases_from(test_convs), counts, train_convs)
 
 
 def _method(config: RunConfig) -> Method:
@@ -187,9 +192,10 @@ class RunOutcome:
     run_dir: Path
     data: dict[str, Any] = field(default_factory=dict)
     training: TrainResult | None = None
-    scores: list[ModelScore] = field(default_factory=list)
+    scores: list[Any] = field(default_factory=list)
     exports: dict[str, str] = field(default_factory=dict)
     merge_max_abs_diff: float | None = None
+    targets: list[Any] = field(default_factory=list)
 
 
 def run_train(config: RunConfig, resume: bool = False, progress: bool = True) -> tuple[
@@ -219,25 +225,64 @@ def run_train(config: RunConfig, resume: bool = False, progress: bool = True) ->
 
 def run_eval(config: RunConfig, outcome: RunOutcome, model: Any, data: PreparedData) -> None:
     """Score the fine-tuned model (and the base, if asked) on the same prompts."""
+    live = (model, data.formatter.tokenizer)
+    specs = config.evaluation.models or (["base", "run"] if config.evaluation.compare_base
+                                         else ["run"])
+    sources = [_source(spec, config, outcome.run_dir, live) for spec in specs]
+    _evaluate(config, outcome, sources, data)
+
+
+def _source(spec: str, config: RunConfig, run_dir: Path,
+            live: tuple[Any, Any] | None = None) -> ModelSource:
+    """A model to evaluate: base, run (the fine-tuned model), a model dir, or an endpoint."""
+    if spec.startswith("openai:"):
+        endpoint = ChatEndpoint.parse(spec)
+        return ModelSource(f"endpoint:{endpoint.model}", spec, endpoint=endpoint)
+    if spec == "run":
+        if live is not None:
+            return ModelSource("fine_tuned", f"{run_dir} (trained model)", loaded=live)
+
+        def load_run() -> tuple[Any, Any]:
+            model, tokenizer, method = _trained_model(config, run_dir)
+            return method.merged(model), tokenizer
+
+        return ModelSource("fine_tuned", f"{run_dir} (last checkpoint)", load=load_run)
+    name = config.model.name if spec == "base" else spec
+    label = "base" if spec == "base" else Path(spec).name or spec
+
+    def load_named() -> tuple[Any, Any]:
+        loaded = load_model(name, config.model.cache_dir, config.model.dtype)
+        return loaded.model, loaded.tokenizer
+
+    return ModelSource(label, name, load=load_named)
+
+
+def _evaluate(config: RunConfig, outcome: RunOutcome, sources: list[ModelSource],
+              data: PreparedData) -> None:
     cfg = config.evaluation
-    cases = data.cases[: cfg.limit] if cfg.limit else data.cases
+    cases = select_cases(data.cases, cfg.limit, cfg.limit_rows)
     if not cases:
         logger.warning("no evaluation cases; skipping generation metrics")
         return
-    scores = [score_model("fine_tuned", model, data.formatter, cases, cfg.batch_size,
-                          cfg.max_new_tokens, data.eval)]
-    if cfg.compare_base:
-        base = _fresh_model(config).model
-        scores.insert(0, score_model("base", base, data.formatter, cases, cfg.batch_size,
-                                     cfg.max_new_tokens, data.eval))
-        del base
+    settings = {"system_prompt": config.data.system_prompt,
+                "end_of_turn": config.data.end_of_turn, "train_on": config.data.train_on}
+    forgetting = {Path(f).stem: read_multiple_choice(f)[: cfg.forgetting_limit]
+                  for f in cfg.forgetting_sets}
+    inputs = SuiteInputs(cases, settings, Contract.from_objective(config.objective), data.eval,
+                         data.train_conversations, forgetting)
+    results = evaluate_sources(sources, inputs, cfg)
+    record, payload = conclude(cases, results, config.objective, cfg.bootstrap_samples)
     eval_dir = outcome.run_dir / "eval"
     eval_dir.mkdir(parents=True, exist_ok=True)
-    write_predictions(eval_dir / "predictions.jsonl", cases, scores)
-    write_json(eval_dir / "eval.json", {s.name: s.metrics for s in scores})
-    table = comparison_table(scores)
-    (eval_dir / "table.txt").write_text(table + "\n")
-    outcome.scores = scores
+    write_predictions(eval_dir / "predictions.jsonl", cases, results)  # type: ignore[arg-type]
+    write_eval_json(eval_dir / "eval.json", payload)
+    if cfg.report:
+        from tunesmith.reporting.eval_html import write_report
+
+        write_report(eval_dir / "report.html", payload)
+    (eval_dir / "table.txt").write_text(comparison_table(results) + "\n")  # type: ignore[arg-type]
+    outcome.scores = results
+    outcome.targets = record.targets
     _write_summary(outcome)
 
 
@@ -276,12 +321,26 @@ def run_all(config: RunConfig, resume: bool = False, progress: bool = True) -> R
 
 
 def eval_only(config: RunConfig) -> RunOutcome:
-    """Evaluate the last checkpoint of an existing run directory."""
+    """Evaluate the configured models (default: base and the run's last checkpoint)."""
     run_dir = Path(config.output_dir)
-    model, tokenizer, method = _trained_model(config, run_dir)
-    data = prepare_data(config, tokenizer, run_dir)
-    outcome = RunOutcome(run_dir, data.counts)
-    run_eval(config, outcome, method.merged(model), data)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    specs = config.evaluation.models or (["base", "run"] if config.evaluation.compare_base
+                                         else ["run"])
+    sources = [_source(spec, config, run_dir) for spec in specs]
+    from tunesmith.modeling.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(config.model.name, config.model.cache_dir)
+    if config.data.train:
+        data = prepare_data(config, tokenizer, run_dir)
+    elif config.data.test:
+        formatter = ChatFormatter(tokenizer, config.data.system_prompt,
+                                  config.data.end_of_turn, config.data.train_on)
+        cases = cases_from(_load(config.data.test, config, []))
+        data = PreparedData(formatter, [], [], cases, {"test_cases": len(cases)})
+    else:
+        raise ConfigError(["data.test (or data.train): name the files to evaluate on"])
+    outcome = RunOutcome(run_dir, data.counts if config.data.train else {})
+    _evaluate(config, outcome, sources, data)
     return outcome
 
 

@@ -18,8 +18,11 @@ def run(args: argparse.Namespace) -> int:
     """Prepare data, train, evaluate against the base model and export, in one go."""
     from tunesmith.pipeline import run_all
 
+    from tunesmith.evaluation.objective import enforce
+
     outcome = run_all(_config(args), resume=args.resume)
     _print_summary(outcome)
+    enforce(outcome.targets)
     return 0
 
 
@@ -34,9 +37,12 @@ def train(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     """Evaluate the run's last checkpoint (and the base model) on the test cases."""
+    from tunesmith.evaluation.objective import enforce
     from tunesmith.pipeline import eval_only
 
-    _print_summary(eval_only(_config(args)))
+    outcome = eval_only(_config(args))
+    _print_summary(outcome)
+    enforce(outcome.targets)
     return 0
 
 
@@ -123,6 +129,8 @@ def _print_summary(outcome: Any) -> None:
         from tunesmith.evaluation.runner import comparison_table
 
         lines.append(comparison_table(outcome.scores))
+    for result in getattr(outcome, "targets", []):
+        lines.append(result.line())
     if outcome.merge_max_abs_diff is not None:
         lines.append(f"merged vs adapter max |logit diff|: {outcome.merge_max_abs_diff:.2e}")
     for name, path in outcome.exports.items():

@@ -8,10 +8,11 @@ from tunesmith.config.schema import (
     ExportConfig,
     MethodConfig,
     ModelConfig,
+    ObjectiveConfig,
     RunConfig,
     TrainingConfig,
 )
 
 __all__ = ["AuditConfig", "DataConfig", "EvalConfig", "ExportConfig", "MethodConfig",
-           "ModelConfig", "RunConfig", "TrainingConfig", "apply_overrides", "load_config",
-           "to_dict"]
+           "ModelConfig", "ObjectiveConfig", "RunConfig", "TrainingConfig", "apply_overrides",
+           "load_config", "to_dict"]

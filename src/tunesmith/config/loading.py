@@ -167,6 +167,12 @@ def _resolve_paths(config: RunConfig) -> None:
     for name in ("train", "eval", "test"):
         files = getattr(config.data, name)
         setattr(config.data, name, [str(Path(_expand(p)).expanduser()) for p in files])
+    sets = config.evaluation.forgetting_sets
+    config.evaluation.forgetting_sets = [str(Path(_expand(p)).expanduser()) for p in sets]
+    for name in ("labels_file", "json_schema"):
+        value = getattr(config.objective, name)
+        if isinstance(value, str):
+            setattr(config.objective, name, str(Path(_expand(value)).expanduser()))
 
 
 def _expand(path: str) -> str:

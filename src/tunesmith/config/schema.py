@@ -81,7 +81,41 @@ class EvalConfig:
     compare_base: bool = opt(True, "also evaluate the base model")
     batch_size: int = opt(32, "prompts per generation batch", minimum=1)
     max_new_tokens: int = opt(64, "generation limit per answer", minimum=1)
-    limit: int | None = opt(None, "evaluate only the first N test rows", minimum=1)
+    limit: int | None = opt(None, "evaluate only N test rows", minimum=1)
+    limit_rows: str = opt("first", "which N rows: the first, or spread evenly over the file",
+                          ("first", "spread"))
+    models: list[str] = opt([], "models to compare: base, run, a model dir, or "
+                            "openai:URL#MODEL; empty = base (if compare_base) and run")
+    relevance: bool = opt(False, "embedding similarity, ROUGE-L and chrF (needs "
+                          "tunesmith[eval]; loading the embedding model takes ~8 s)")
+    forgetting_sets: list[str] = opt([], "multiple-choice JSONL files (query, choices, gold) "
+                                     "scored before vs after")
+    forgetting_limit: int | None = opt(None, "score only the first N rows of each set",
+                                       minimum=1)
+    memorisation_rows: int = opt(0, "training rows with sensitive data to probe (0 = off)",
+                                 minimum=0)
+    judge_url: str | None = opt(None, "OpenAI-compatible base URL of an LLM hallucination judge")
+    judge_model: str | None = opt(None, "model name sent to the judge endpoint")
+    bootstrap_samples: int = opt(1000, "bootstrap resamples for confidence intervals",
+                                 minimum=10)
+    report: bool = opt(True, "write eval/report.html next to eval/eval.json")
+
+
+@dataclass
+class ObjectiveConfig:
+    task: str = opt("", "what the model should do, in one sentence (shown in the report)")
+    output: str = opt("text", "output contract", ("text", "json", "labels", "regex"))
+    json_schema: dict[str, Any] | str | None = opt(None, "JSON Schema (inline or a .json file)")
+    labels: list[str] = opt([], "allowed labels for a classification task")
+    labels_file: str | None = opt(None, "file of allowed labels: a JSON list or one per line")
+    label_field: str | None = opt(None, "JSON field that holds the label, e.g. intent")
+    label_first_word: bool = opt(False, "the label is the answer's first word, any case "
+                                 "(e.g. 'Yes, because ...')")
+    regex: str | None = opt(None, "pattern the whole answer must match")
+    source: str = opt("none", "what answers must be grounded in (hallucination rate)",
+                      ("none", "prompt", "reference", "prompt_and_reference"))
+    targets: dict[str, Any] = opt({}, "metric: condition, e.g. accuracy: '>= 0.85'")
+    gate_model: str | None = opt(None, "model the targets apply to; default: the last one")
 
 
 @dataclass
@@ -114,5 +148,6 @@ class RunConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)

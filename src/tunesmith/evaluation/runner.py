@@ -46,6 +46,16 @@ def cases_from(conversations: list[Conversation]) -> list[EvalCase]:
     return cases
 
 
+def select_cases(cases: list[EvalCase], limit: int | None, rows: str = "first") -> list[
+        EvalCase]:
+    """All cases, or `limit` of them: the first ones or evenly spread (files sorted by label)."""
+    if not limit or limit >= len(cases):
+        return list(cases)
+    if rows == "spread":
+        return [cases[i * len(cases) // limit] for i in range(limit)]
+    return cases[:limit]
+
+
 def score_model(
     name: str, model: Any, formatter: ChatFormatter, cases: list[EvalCase],
     batch_size: int, max_new_tokens: int, eval_examples: list[EncodedExample] | None = None,
@@ -105,9 +115,11 @@ def write_predictions(path: Path, cases: list[EvalCase], scores: list[ModelScore
 
 def comparison_table(scores: list[ModelScore]) -> str:
     """A plain-text table of the headline metrics, one column per model."""
-    keys = ["exact_match", "json_valid", "stop_rate", "eval_loss", "perplexity",
-            "generated_tokens_per_s"]
-    keys = [k for k in keys if any(k in s.metrics for s in scores)]
+    keys = ["accuracy", "exact_match", "token_f1", "label_accuracy", "json_all_fields",
+            "format_validity", "json_valid", "stop_rate", "similarity_to_reference", "rouge_l",
+            "chrf", "hallucination_rate", "judge_hallucination_rate", "forgetting",
+            "memorisation_rate", "eval_loss", "perplexity", "generated_tokens_per_s"]
+    keys = [k for k in keys if any(s.metrics.get(k) is not None for s in scores)]
     width = max(12, *(len(s.name) for s in scores))
     lines = ["metric".ljust(24) + "".join(s.name.rjust(width + 2) for s in scores)]
     for key in keys:
