@@ -53,5 +53,6 @@ def test_sample_config_runs_end_to_end(tmp_path: Path, cache_dir: Path, capsys) 
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["training"]["steps"] == 2
-    assert summary["evaluation"]["base"]["count"] == 4
+    assert set(summary["evaluation"]) == {"base", "fine_tuned"}
+    assert len((out / "eval/predictions.jsonl").read_text().splitlines()) == 4
     assert summary["merge_max_abs_logit_diff"] < 1e-3
