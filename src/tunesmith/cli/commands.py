@@ -16,9 +16,8 @@ def _config(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Prepare data, train, evaluate against the base model and export, in one go."""
-    from tunesmith.pipeline import run_all
-
     from tunesmith.evaluation.objective import enforce
+    from tunesmith.pipeline import run_all
 
     outcome = run_all(_config(args), resume=args.resume)
     _print_summary(outcome)

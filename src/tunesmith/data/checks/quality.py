@@ -15,7 +15,7 @@ def repetitive(text: str) -> bool:
     words = text.split()
     if len(words) < REPEAT_MIN_WORDS:
         return False
-    triples = list(zip(words, words[1:], words[2:]))
+    triples = list(zip(words, words[1:], words[2:], strict=False))
     return len(set(triples)) / len(triples) < REPEAT_DISTINCT_SHARE
 
 
