@@ -56,6 +56,9 @@ def test_run_writes_a_complete_run_directory(config: Path, capsys) -> None:
     summary = json.loads((run / "summary.json").read_text())
     assert summary["merge_max_abs_logit_diff"] < 1e-3
     assert set(summary["evaluation"]) == {"base", "fine_tuned"}
+    # JSON references get a JSON validity score without any objective in the config
+    assert 0.0 <= summary["evaluation"]["fine_tuned"]["json_parse_rate"] <= 1.0
+    assert "json_parse_rate" in (run / "eval/table.txt").read_text()
 
 
 def test_merged_export_loads_with_plain_transformers(config: Path) -> None:

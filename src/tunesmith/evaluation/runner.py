@@ -116,8 +116,8 @@ def write_predictions(path: Path, cases: list[EvalCase], scores: list[ModelScore
 def comparison_table(scores: list[ModelScore]) -> str:
     """A plain-text table of the headline metrics, one column per model."""
     keys = ["accuracy", "exact_match", "token_f1", "label_accuracy", "json_all_fields",
-            "format_validity", "json_valid", "stop_rate", "similarity_to_reference", "rouge_l",
-            "chrf", "hallucination_rate", "judge_hallucination_rate", "forgetting",
+            "format_validity", "json_parse_rate", "stop_rate", "similarity_to_reference",
+            "rouge_l", "chrf", "hallucination_rate", "judge_hallucination_rate", "forgetting",
             "memorisation_rate", "eval_loss", "perplexity", "generated_tokens_per_s"]
     keys = [k for k in keys if any(s.metrics.get(k) is not None for s in scores)]
     width = max(12, *(len(s.name) for s in scores))

@@ -14,7 +14,7 @@ from tunesmith.evaluation.accuracy import (
     token_f1,
 )
 from tunesmith.evaluation.compare import mean
-from tunesmith.evaluation.format_checks import contract_checks, format_metrics
+from tunesmith.evaluation.format_checks import contract_checks, format_metrics, json_parses
 from tunesmith.evaluation.hallucination import hallucination_flags
 from tunesmith.evaluation.objective import headline_accuracy, load_labels, load_schema
 from tunesmith.evaluation.relevance import Embedder, relevance_metrics
@@ -81,6 +81,8 @@ def score_answers(data: AnswerSet, contract: Contract, relevance: bool,
     if fields["all_fields"] is not None:
         scores["json_all_fields"] = fields["per_example"]
         details["field_accuracy"] = fields["fields"]
+        # JSON references imply a JSON answer, objective or not
+        scores["json_parse_rate"] = [json_parses(a) for a in answers]
     if contract.labels or contract.output == "labels" or contract.label_field:
         field_name, first = contract.label_field, contract.first_word
         report = label_accuracy([extract_label(a, field_name, first) for a in answers],
