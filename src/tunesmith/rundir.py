@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -13,19 +12,11 @@ from typing import Any
 import yaml
 
 from tunesmith.config import RunConfig, to_dict
+from tunesmith.data.hashing import sha256_file
 from tunesmith.errors import RunDirError
 
 PACKAGES = ("tunesmith", "torch", "transformers", "peft", "accelerate", "safetensors",
             "tokenizers", "gguf", "numpy")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def package_versions() -> dict[str, str]:

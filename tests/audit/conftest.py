@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -29,13 +28,6 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def jsonl(tmp_path: Path):
-    """Write rows (dicts or raw strings) as JSONL and return the path."""
-
-    def write(rows: list, name: str = "data.jsonl") -> Path:
-        path = tmp_path / name
-        lines = [r if isinstance(r, str) else json.dumps(r) for r in rows]
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return path
-
-    return write
+def jsonl(write_jsonl):  # noqa: ANN001, ANN201
+    """Write rows (dicts or raw strings) as JSONL and return the path (the shared fixture)."""
+    return write_jsonl

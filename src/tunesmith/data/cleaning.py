@@ -29,6 +29,7 @@ from tunesmith.data.checks.rows import (
     normalise_text,
     prompt_text,
 )
+from tunesmith.data.hashing import sha256_file
 from tunesmith.data.readers import read_rows
 from tunesmith.data.shapes import RowMapping, RowProblem, to_conversation
 from tunesmith.errors import DataError
@@ -238,7 +239,7 @@ def _write(paths: list[str], out: Path, rows: list[AuditRow], verdicts: list[Ver
     hashes = {name: _write_lines(out / name, text) for name, text in lines.items()}
     dropped = sum(1 for v in verdicts if v.dropped is not None)
     manifest = {
-        "inputs": [{"path": str(p), "sha256": _file_hash(Path(p))} for p in paths],
+        "inputs": [{"path": str(p), "sha256": sha256_file(Path(p))} for p in paths],
         "options": asdict(options),
         "counts": {"input_rows": len(rows), "kept_rows": len(rows) - dropped,
                    "dropped_rows": dropped,
@@ -276,11 +277,3 @@ def _write_lines(path: Path, lines: list[str]) -> str:
     tmp.write_bytes(data)
     tmp.replace(path)
     return hashlib.sha256(data).hexdigest()
-
-
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
