@@ -179,3 +179,14 @@ def test_unusable_test_file_stops_before_training(config: Path, write_jsonl, cap
     assert main(["run", str(config), f"data.test=[{bad}]"]) == 2
     assert "no usable row in the test file(s)" in capsys.readouterr().err
     assert not (config.parent / "run/checkpoints").exists()
+
+
+@pytest.mark.parametrize("variant", ["rslora", "dora"])
+def test_lora_variants_train_and_merge(config: Path, variant: str) -> None:
+    assert main(["run", str(config), f"method.name={variant}", "training.max_steps=2",
+                 "evaluation.enabled=false"]) == 0
+    run = config.parent / "run"
+    adapter = json.loads((run / "export/adapter/adapter_config.json").read_text())
+    assert adapter["use_rslora"] is (variant == "rslora")
+    assert adapter["use_dora"] is (variant == "dora")
+    assert json.loads((run / "summary.json").read_text())["merge_max_abs_logit_diff"] < 1e-3
