@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from shared_cases import BUG04_ROWS, STRICT_TEMPLATE
 
 from tunesmith.audit import AuditOptions, audit_data
 from tunesmith.config import load_config
@@ -106,19 +107,8 @@ def test_bug03_empty_answers_are_named_and_dropped(jsonl, tmp_path: Path) -> Non
     assert [json.loads(k) for k in kept] == [BUG03[0]]
 
 
-STRICT = ("{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-          "{{ raise_exception('roles must alternate user/assistant') }}{% endif %}"
-          "{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
-          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
-BUG04 = [
-    {"messages": [{"role": "user", "content": "Capital of Peru?"},
-                  {"role": "assistant", "content": "Lima."}]},
-    {"messages": [{"role": "user", "content": "First part."},
-                  {"role": "user", "content": "Second part."},
-                  {"role": "assistant", "content": "Got both."}]},
-    {"messages": [{"role": "assistant", "content": "I speak first."},
-                  {"role": "user", "content": "Ok."}]},
-]
+STRICT = STRICT_TEMPLATE
+BUG04 = BUG04_ROWS
 
 
 @pytest.fixture(scope="module")

@@ -1,29 +1,15 @@
 import copy
 
 import pytest
+from shared_cases import BUG04_ROWS, STRICT_TEMPLATE
 
 from tunesmith.data import load_conversations
 from tunesmith.formatting.chat import IGNORE_INDEX, ChatFormatter
 from tunesmith.tokenization.batching import collate
 from tunesmith.tokenization.examples import tokenize_conversations
 
-STRICT = (
-    "{% for m in messages %}"
-    "{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant') }}"
-    "{% endif %}"
-    "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-ROWS = [
-    {"messages": [{"role": "user", "content": "Capital of Peru?"},
-                  {"role": "assistant", "content": "Lima."}]},
-    {"messages": [{"role": "user", "content": "First part."},
-                  {"role": "user", "content": "Second part."},
-                  {"role": "assistant", "content": "Got both."}]},
-    {"messages": [{"role": "assistant", "content": "I speak first."},
-                  {"role": "user", "content": "Ok."}]},
-]
+STRICT = STRICT_TEMPLATE
+ROWS = BUG04_ROWS
 
 
 @pytest.fixture
