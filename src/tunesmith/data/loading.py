@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,8 +92,35 @@ def _shape_name(row: dict, mapping: RowMapping | None) -> str:
     return detect_shape(row)
 
 
+def attach_originals(rejects: Iterable[Reject]) -> None:
+    """Fill `original` of rejects that hold only normalised messages, re-reading their files.
+
+    Holding every raw row until tokenization would double the memory of a run; the few rows
+    dropped late are looked up again instead (one streaming pass per file that has any).
+    """
+    wanted: dict[str, dict[tuple[str, int], Reject]] = defaultdict(dict)
+    for reject in rejects:
+        if reject.row_form != "original" and reject.original is None:
+            wanted[reject.ref.source][(reject.ref.unit, reject.ref.line)] = reject
+    for source, by_place in wanted.items():
+        try:
+            for raw in read_rows(source):
+                reject = by_place.pop((raw.ref.unit, raw.ref.line), None)
+                if reject is not None:
+                    reject.original = raw.value if raw.value is not None else raw.text
+                if not by_place:
+                    break
+        except DataError as err:  # the file moved or changed since it was read
+            logger.warning("cannot re-read %s for rejects.jsonl: %s", source, err)
+
+
 def write_rejects(rejects: Iterable[Reject], path: Path) -> int:
-    """Write rejected rows as JSONL (atomically) and return how many were written."""
+    """Write rejected rows as JSONL (atomically) and return how many were written.
+
+    Rows dropped after normalising get their original file content attached first.
+    """
+    rejects = list(rejects)
+    attach_originals(rejects)
     tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
     count = 0
     with tmp.open("w", encoding="utf-8") as out:

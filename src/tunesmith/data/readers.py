@@ -1,25 +1,27 @@
-"""Read raw rows from JSONL, JSON, CSV and Parquet files, keeping each row's location.
+"""Read raw rows from JSONL, JSON, CSV, Parquet and Arrow files, keeping each row's location.
 
-Readers never raise on a bad row: they yield it with an error so the caller can report and
-keep going. Harmless encoding quirks (a UTF-8 byte-order mark, CRLF line endings, blank
-lines) are fixed and reported as notes.
+Every reader streams: JSONL and CSV line by line, JSON arrays object by object, Parquet and
+Arrow in record batches, so a file larger than memory can be read. Readers never raise on a
+bad row: they yield it with an error so the caller can report and keep going. Harmless
+encoding quirks (a UTF-8 byte-order mark, CRLF line endings, blank lines) are fixed and
+reported as notes.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tunesmith.data.records import RowRef
 from tunesmith.errors import DataError, DataFileNotFound
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
-           ".tsv": "tsv", ".parquet": "parquet"}
+           ".tsv": "tsv", ".parquet": "parquet", ".arrow": "arrow"}
 
 
 @dataclass
@@ -40,64 +42,79 @@ class ReadNotes:
 
 
 def file_format(path: Path) -> str:
-    """Return the reader name for a path from its extension."""
+    """Return the reader name for a path from its extension (a folder: a saved dataset)."""
+    if path.is_dir():
+        return "hf-dataset"
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         known = ", ".join(sorted(FORMATS))
-        raise DataError(f"{path}: unknown file type {path.suffix!r}; expected one of {known}")
+        raise DataError(f"{path}: unknown file type {path.suffix!r}; expected one of {known} "
+                        "or a folder written by datasets' save_to_disk")
     return fmt
 
 
 def read_rows(path: str | Path, notes: ReadNotes | None = None) -> Iterator[RawRow]:
-    """Yield every row of a data file in order."""
+    """Yield every row of a data file (or saved dataset folder) in order."""
+    from tunesmith.data.arrow_rows import read_arrow_file, read_saved_dataset
+    from tunesmith.data.json_stream import read_json_array
+
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path} is a folder; name the data file(s) inside it")
-    if not path.is_file():
+    if not path.exists():
         raise DataFileNotFound(f"{path}: no such data file; check the path in data.train/eval")
     notes = notes if notes is not None else ReadNotes()
     fmt = file_format(path)
-    if fmt == "parquet":
+    if fmt == "hf-dataset":
+        yield from read_saved_dataset(path, notes)
+    elif fmt == "parquet":
         yield from _read_parquet(path)
-        return
-    text = _decode(path, notes)
-    if fmt == "jsonl":
-        yield from _read_jsonl(path, text, notes)
+    elif fmt == "arrow":
+        yield from read_arrow_file(path, str(path))
     elif fmt == "json":
-        yield from _read_json(path, text)
+        with path.open("rb") as handle:
+            yield from read_json_array(path, _skip_bom(handle, path, notes))
     else:
-        yield from _read_csv(path, text, "\t" if fmt == "tsv" else ",")
+        yield from _read_text_rows(path, fmt, notes)
 
 
-def _decode(path: Path, notes: ReadNotes) -> str:
-    raw = path.read_bytes()
-    if raw.startswith(b"\xef\xbb\xbf"):
+def _read_text_rows(path: Path, fmt: str, notes: ReadNotes) -> Iterator[RawRow]:
+    with path.open("rb") as handle:
+        lines = _lines(handle, path, notes)
+        if fmt == "jsonl":
+            yield from _read_jsonl(path, lines, notes)
+        else:
+            yield from _read_csv(path, lines, "\t" if fmt == "tsv" else ",")
+
+
+def _skip_bom(handle: IO[bytes], path: Path, notes: ReadNotes) -> IO[bytes]:
+    if handle.read(3) == b"\xef\xbb\xbf":
         notes.fixes.append(f"{path}: removed a UTF-8 byte-order mark")
-        raw = raw[3:]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}:{line}: not valid UTF-8 (byte {err.start}); re-save the file as UTF-8"
-        ) from None
-    if "\r\n" in text:
+    else:
+        handle.seek(0)
+    return handle
+
+
+def _lines(handle: IO[bytes], path: Path, notes: ReadNotes) -> Iterator[str]:
+    """Decoded lines ending in LF (CRLF converted, noted once); bad UTF-8 names its line."""
+    crlf = False
+    for number, raw in enumerate(_skip_bom(handle, path, notes), start=1):
+        if raw.endswith(b"\r\n"):
+            raw, crlf = raw[:-2] + b"\n", True
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}:{number}: not valid UTF-8 (byte {err.start} of the line); "
+                            "re-save the file as UTF-8") from None
+    if crlf:
         notes.fixes.append(f"{path}: converted CRLF line endings")
-        text = text.replace("\r\n", "\n")
-    return text
 
 
-def _read_jsonl(path: Path, text: str, notes: ReadNotes) -> Iterator[RawRow]:
+def _read_jsonl(path: Path, lines: Iterator[str], notes: ReadNotes) -> Iterator[RawRow]:
     blank = 0
-    for number, line in enumerate(text.split("\n"), start=1):
-        ref = RowRef(str(path), number)
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             blank += 1
             continue
-        yield _parse_json_object(ref, line.strip())
-    # split() leaves one empty piece after a final newline; that one is normal
-    if text.endswith("\n"):
-        blank -= 1
+        yield _parse_json_object(RowRef(str(path), number), line.strip())
     if blank > 0:
         notes.fixes.append(f"{path}: skipped {blank} blank line(s)")
 
@@ -115,41 +132,45 @@ def _parse_json_object(ref: RowRef, line: str) -> RawRow:
     return RawRow(ref, value, text=line)
 
 
-def _read_json(path: Path, text: str) -> Iterator[RawRow]:
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as err:
-        if not isinstance(err, json.JSONDecodeError):
-            raise DataError(f"{path}: unreadable JSON ({str(err)[:120]})") from None
-        raise DataError(
-            f"{path}:{err.lineno}: broken JSON ({err.msg} at column {err.colno}); "
-            "a .json file must hold one array of objects (use .jsonl for one object per line)"
-        ) from None
-    if isinstance(data, dict):
-        lists = [k for k, v in data.items() if isinstance(v, list)]
-        if len(lists) != 1:
-            raise DataError(f"{path}: expected a JSON array of rows, found an object")
-        data = data[lists[0]]
-    if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON array of rows, found {type(data).__name__}")
-    for number, value in enumerate(data, start=1):
-        ref = RowRef(str(path), number, "item")
-        if isinstance(value, dict):
-            yield RawRow(ref, value)
+class _Replay:
+    """Lines for csv.reader with their numbers; lines can be pushed back to be read again."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self.lines, self.pending = lines, deque()
+        self.number = 0
+        self.taken: list[tuple[int, str]] = []
+
+    def __iter__(self) -> _Replay:
+        return self
+
+    def __next__(self) -> str:
+        if self.pending:
+            item = self.pending.popleft()
         else:
-            yield RawRow(ref, None, f"expected a JSON object, found {type(value).__name__}")
+            self.number += 1
+            item = (self.number, next(self.lines))
+        self.taken.append(item)
+        return item[1]
 
 
-def _read_csv(path: Path, text: str, delimiter: str) -> Iterator[RawRow]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
+def _read_csv(path: Path, lines: Iterator[str], delimiter: str) -> Iterator[RawRow]:
+    source = _Replay(lines)
+    reader = csv.reader(source, delimiter=delimiter)
+    header = next(reader, None)
+    if header is None:
         return
-    start = reader.line_num + 1
-    for row in reader:
-        ref = RowRef(str(path), start)
-        start = reader.line_num + 1
+    while True:
+        source.taken = []
+        row = next(reader, None)
+        if row is None:
+            return
+        taken = source.taken
+        ref = RowRef(str(path), taken[0][0])
+        if _unterminated_quote(taken):
+            # re-read the swallowed lines as rows of their own, so none is lost
+            source.pending.extendleft(reversed(taken[1:]))
+            yield RawRow(ref, None, _quote_error(taken), taken[0][1].rstrip("\n"))
+            continue
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
@@ -157,6 +178,23 @@ def _read_csv(path: Path, text: str, delimiter: str) -> Iterator[RawRow]:
             yield RawRow(ref, None, error, delimiter.join(row))
             continue
         yield RawRow(ref, dict(zip(header, row, strict=True)))
+
+
+def _unterminated_quote(taken: list[tuple[int, str]]) -> bool:
+    """True when a record spans lines and its quotes do not pair up.
+
+    A well-formed quoted field has an even number of quote characters (doubled quotes inside
+    it included); an odd count means a quote was opened and never closed, so the csv module
+    ran on into the following lines.
+    """
+    return len(taken) > 1 and sum(line.count('"') for _, line in taken) % 2 == 1
+
+
+def _quote_error(taken: list[tuple[int, str]]) -> str:
+    first, last = taken[0][0], taken[-1][0]
+    return (f"unterminated quote: the quoted field opened on line {first} never closes (it "
+            f"would swallow lines {first + 1}-{last}); those lines are read as rows of their "
+            "own; close the quote or double it (\"\") inside the field")
 
 
 def _read_parquet(path: Path) -> Iterator[RawRow]:

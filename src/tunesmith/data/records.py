@@ -56,13 +56,19 @@ class Conversation:
 
 @dataclass
 class Reject:
-    """A row that was dropped, with the rule that dropped it and the original content."""
+    """A row that was dropped, with the rule that dropped it and the original content.
+
+    Rows dropped after normalising (e.g. too long once tokenized) hold the normalised
+    messages in `row` (row_form "messages") and the file's own row in `original`.
+    """
 
     ref: RowRef
     rule: str
     reason: str
     field: str | None = None
     row: Any = None
+    row_form: str = "original"
+    original: Any = None
 
     def describe(self) -> str:
         where = f"{self.ref}" + (f" field {self.field}" if self.field else "")
@@ -71,4 +77,6 @@ class Reject:
     def to_json(self) -> str:
         payload = asdict(self)
         payload["ref"] = {"source": self.ref.source, self.ref.unit: self.ref.line}
+        if self.row_form == "original":
+            del payload["row_form"], payload["original"]
         return json.dumps(payload, ensure_ascii=False, default=str)

@@ -1,0 +1,136 @@
+"""Read a `.json` file holding one array of row objects, one object at a time.
+
+The array is decoded incrementally from fixed-size chunks, so memory holds one row plus a
+chunk, never the whole file. A file whose top level is an object wrapping one array
+(`{"data": [...]}`) is read whole: its array cannot be found without parsing everything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from tunesmith.data.readers import RawRow
+from tunesmith.data.records import RowRef
+from tunesmith.errors import DataError
+
+CHUNK = 1 << 20  # characters decoded per read
+_DECODER = json.JSONDecoder()
+_SPACE = " \t\r\n"
+
+
+class _Buffer:
+    """Decoded text with a read position and the count of newlines already passed."""
+
+    def __init__(self, handle: IO[bytes], path: Path) -> None:
+        import codecs
+
+        self.handle, self.path = handle, path
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.text, self.pos, self.lines, self.eof = "", 0, 0, False
+
+    def more(self) -> bool:
+        """Read one more chunk; False at the end of the file."""
+        if self.eof:
+            return False
+        raw = self.handle.read(CHUNK)
+        self.eof = not raw
+        try:
+            piece = self.decoder.decode(raw, final=self.eof)
+        except UnicodeDecodeError:
+            raise DataError(f"{self.path}:{self.line()}: not valid UTF-8; re-save the file "
+                            "as UTF-8") from None
+        self.lines += self.text.count("\n", 0, self.pos)
+        self.text, self.pos = self.text[self.pos :] + piece, 0
+        return not self.eof or bool(piece)
+
+    def skip_space(self) -> str:
+        """The next non-space character ('' at the end of the file), not consumed."""
+        while True:
+            while self.pos < len(self.text) and self.text[self.pos] in _SPACE:
+                self.pos += 1
+            if self.pos < len(self.text) or not self.more():
+                return self.text[self.pos : self.pos + 1]
+
+    def line(self, offset: int | None = None) -> int:
+        end = self.pos if offset is None else offset
+        return self.lines + self.text.count("\n", 0, end) + 1
+
+
+def read_json_array(path: Path, handle: IO[bytes]) -> Iterator[RawRow]:
+    """Yield the objects of a top-level JSON array in order."""
+    buf = _Buffer(handle, path)
+    first = buf.skip_space()
+    if first != "[":
+        yield from _read_whole(path, buf)
+        return
+    buf.pos += 1
+    number = 0
+    while True:
+        char = buf.skip_space()
+        if char == "]":
+            return
+        if number and char == ",":
+            buf.pos += 1
+            char = buf.skip_space()
+        elif number:
+            _broken(buf, f"expected ',' or ']' after item {number}, found {char!r}")
+        number += 1
+        value = _next_value(buf)
+        ref = RowRef(str(path), number, "item")
+        if isinstance(value, dict):
+            yield RawRow(ref, value)
+        else:
+            yield RawRow(ref, None, f"expected a JSON object, found {type(value).__name__}")
+
+
+def _next_value(buf: _Buffer) -> object:
+    """Decode the value at the position, reading more chunks while it is incomplete."""
+    while True:
+        try:
+            value, end = _DECODER.raw_decode(buf.text, buf.pos)
+        except json.JSONDecodeError as err:
+            if buf.more():
+                continue
+            _broken(buf, f"{err.msg} at line {buf.line(err.pos)}", buf.line(err.pos))
+        except (ValueError, RecursionError) as err:
+            raise DataError(f"{buf.path}: unreadable JSON ({str(err)[:120]})") from None
+        else:
+            if end == len(buf.text) and buf.more():
+                continue  # a number cut by the chunk's end would decode short
+            buf.pos = end
+            return value
+
+
+def _broken(buf: _Buffer, what: str, line: int | None = None) -> None:
+    raise DataError(f"{buf.path}:{line or buf.line()}: broken JSON ({what}); a .json file must "
+                    "hold one array of objects (use .jsonl for one object per line)")
+
+
+def _read_whole(path: Path, buf: _Buffer) -> Iterator[RawRow]:
+    while buf.more():
+        pass
+    try:
+        data = json.loads(buf.text)
+    except (ValueError, RecursionError) as err:
+        if not isinstance(err, json.JSONDecodeError):
+            raise DataError(f"{path}: unreadable JSON ({str(err)[:120]})") from None
+        raise DataError(
+            f"{path}:{err.lineno}: broken JSON ({err.msg} at column {err.colno}); "
+            "a .json file must hold one array of objects (use .jsonl for one object per line)"
+        ) from None
+    if isinstance(data, dict):
+        lists = [k for k, v in data.items() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise DataError(f"{path}: expected a JSON array of rows, found an object")
+        data = data[lists[0]]
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON array of rows, found {type(data).__name__}")
+    for number, value in enumerate(data, start=1):
+        ref = RowRef(str(path), number, "item")
+        if isinstance(value, dict):
+            yield RawRow(ref, value)
+        else:
+            yield RawRow(ref, None, f"expected a JSON object, found {type(value).__name__}")
