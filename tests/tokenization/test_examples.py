@@ -86,3 +86,22 @@ def test_pad_equal_to_eos_still_trains_the_stop_token(tokenizer, write_jsonl) ->
         assert (batch.labels[row, n - 1 :] == IGNORE_INDEX).all()
         assert (batch.attention_mask[row, :n] == 1).all()
         assert (batch.attention_mask[row, n:] == 0).all()
+
+
+def test_rejects_file_keeps_the_original_row_of_a_too_long_one(tokenizer, write_jsonl,
+                                                               tmp_path) -> None:
+    import json
+
+    from tunesmith.data.loading import write_rejects
+
+    short = {"instruction": "Say hi.", "input": "", "output": "Hi."}
+    long_row = {"instruction": "Repeat.", "input": "word " * 300, "output": "ok", "id": 7}
+    loaded = load_conversations(write_jsonl([short, long_row]))
+    result = tokenize_conversations(loaded.conversations, ChatFormatter(tokenizer), 64)
+    assert len(result.examples) == 1
+    assert write_rejects(result.rejects, tmp_path / "rejects.jsonl") == 1
+    (line,) = (tmp_path / "rejects.jsonl").read_text().splitlines()
+    entry = json.loads(line)
+    assert entry["rule"] == "TooLong" and entry["ref"]["line"] == 2
+    assert entry["original"] == long_row and entry["row_form"] == "messages"
+    assert entry["row"]["messages"][-1] == {"role": "assistant", "content": "ok"}

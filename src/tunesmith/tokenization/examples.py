@@ -56,13 +56,13 @@ def _encode_one(args: tuple[ChatFormatter, Conversation, int, str]) -> tuple[Any
         encoded = formatter.encode(conv)
     except RowProblem as problem:
         return None, Reject(conv.ref, problem.rule, problem.reason, problem.field,
-                            conv.to_dict()), False
+                            conv.to_dict(), "messages"), False
     if encoded.supervised == 0:
         return None, Reject(conv.ref, "NoSupervisedTokens", "no token to train on",
-                            None, conv.to_dict()), False
+                            None, conv.to_dict(), "messages"), False
     fitted, reason = fit_length(encoded, max_length, policy)
     if fitted is None:
-        return None, Reject(conv.ref, "TooLong", reason or "", None, conv.to_dict()), False
+        return None, Reject(conv.ref, "TooLong", reason or "", None, conv.to_dict(), "messages"), False
     return fitted, None, fitted is not encoded
 
 

@@ -98,7 +98,7 @@ def _count_batch(formatter: ChatFormatter, convs: Sequence[Conversation], start:
         except RowProblem as problem:
             lengths.rejects[row - start] = Reject(convs[row].ref, problem.rule,
                                                   problem.reason, problem.field,
-                                                  convs[row].to_dict())
+                                                  convs[row].to_dict(), "messages")
             continue
         seen_answer = False
         for text, supervised in segments:
