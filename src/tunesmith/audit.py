@@ -1,33 +1,31 @@
 """Pre-flight data audit: run every check on train (and eval) rows and build the report.
 
-This module spans rooms on purpose (data checks, the formatter's token counts, the model's
-parameter count), the way `pipeline` does for training.
+Rows stream: one pass (in `data.workers` processes) turns each row into compact features,
+and one more pass reads back only the rows the report quotes or must compare exactly, so
+memory grows with a few dozen bytes per row, not with the file. This module spans rooms on
+purpose (data checks, the formatter's token counts, the model's parameter count), the way
+`pipeline` does for training.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from tunesmith.config import RunConfig
-from tunesmith.data.checks import balance, duplicates, sensitive
-from tunesmith.data.checks.contradictions import find_contradictions
-from tunesmith.data.checks.quality import quality_notes
-from tunesmith.data.checks.rows import (
-    AuditRows,
-    answer_text,
-    collect_rows,
-    full_text,
-    normalise_text,
-    prompt_text,
-)
+from tunesmith.data.checks import balance, sensitive
+from tunesmith.data.checks.extras import Extras, quality_section, row_extras, sensitive_section
+from tunesmith.data.checks.features import ScanJob, chunked, numbered, scan
+from tunesmith.data.checks.rows import RowNormaliser, first_row_mapping, full_text, prompt_text
 from tunesmith.data.checks.size import size_advice
+from tunesmith.data.checks.table import RowTable, gather
+from tunesmith.data.checks.textchecks import Side, TextChecks
 from tunesmith.data.checks.thresholds import evaluate_thresholds
 from tunesmith.data.shapes import RowMapping
 from tunesmith.errors import DataError
@@ -48,22 +46,6 @@ class AuditOptions:
     progress: bool = True
 
 
-@dataclass
-class Side:
-    """One side's rows with the normalised texts every check compares."""
-
-    rows: AuditRows
-    positions: list[int] = field(default_factory=list)  # index into rows.rows
-    prompts: list[str] = field(default_factory=list)
-    answers: list[str] = field(default_factory=list)
-    fulls: list[str] = field(default_factory=list)
-    refs: list[str] = field(default_factory=list)
-    labels: list[str] | None = None
-
-    def ref(self, position: int) -> str:
-        return self.refs[position]
-
-
 def mapping_of(config: RunConfig) -> RowMapping | None:
     """The config's table mapping, or None to detect the shape."""
     if not config.data.mapping:
@@ -75,33 +57,48 @@ def mapping_of(config: RunConfig) -> RowMapping | None:
     return RowMapping(**config.data.mapping)
 
 
+@dataclass
+class Scanned:
+    """One side after the streaming pass: its feature table and extras."""
+
+    side: Side
+    extras: Extras
+
+
 def audit_data(train: list[str], eval_files: list[str], config: RunConfig,
                options: AuditOptions | None = None) -> dict[str, Any]:
     """Run the checks and return the report as plain JSON-ready data."""
     options = options or AuditOptions()
     started = time.perf_counter()
-    mapping = mapping_of(config)
     timings: dict[str, float] = {}
-    with _timer(timings, "read"):
-        train_rows = collect_rows(train, config.data.format, mapping)
-        eval_rows = collect_rows(eval_files, config.data.format, mapping) if eval_files else None
-    if not train_rows.rows:
+    mapping, label_field = first_row_mapping(train, config.data.format, mapping_of(config))
+    normalise = RowNormaliser(config.data.format, mapping, label_field)
+    counter = _token_counter(config) if options.lengths else None
+    finder = _sensitive_finder(config)
+    with _timer(timings, "scan"):
+        ours = _scan(train, normalise, counter, finder, config, options)
+        other = _scan(eval_files, normalise, None, finder, config, options) if (
+            eval_files) else None
+    table = ours.side.table
+    if not table.rows:
         raise DataError(f"{', '.join(train)}: no rows found; check the file is not empty")
     report: dict[str, Any] = {"schema": REPORT_SCHEMA, "version": REPORT_VERSION,
                               "inputs": {"train": train, "eval": eval_files}}
-    with _timer(timings, "lengths"):
-        report["lengths"] = _lengths(train_rows, config, options)
-    report["schema_check"] = _schema_section(train_rows, eval_rows)
-    side = _side(train_rows)
-    report["quality"] = quality_notes([train_rows.rows[p].conv for p in side.positions],
-                                      side.refs)
-    other = _side(eval_rows) if eval_rows else None
-    _run_text_checks(report, side, other, config, timings)
+    report["lengths"] = _lengths(ours, config, options)
+    report["schema_check"] = {"train": _schema_of(ours, label_field)} | (
+        {"eval": _schema_of(other, label_field)} if other else {})
+    report["quality"] = quality_section(ours.extras, table.refs)
+    with _timer(timings, "compare"):
+        checks = TextChecks(ours.side, other.side if other else None,
+                            config.audit.near_threshold, label_field is not None).run()
+    report |= {name: checks[name] for name in ("duplicates", "contradictions", "leakage")}
+    report["sensitive"] = sensitive_section(ours.extras, table.refs)
+    report["balance"] = _balance(ours, checks["answers"])
     with _timer(timings, "clusters"):
-        report["clusters"] = _clusters(side, other, options)
-    _advice(report, side, config)
+        report["clusters"] = _clusters(ours, other, options)
+    _advice(report, ours, config)
     report["thresholds"] = evaluate_thresholds(report, config.audit)
-    if not side.fulls:  # nothing to train on fails the check whatever the config says
+    if not table.usable:  # nothing to train on fails the check whatever the config says
         report["thresholds"].append({"name": "usable_rows", "value": 0, "limit": 1,
                                      "passed": False})
     report["passed"] = all(t["passed"] for t in report["thresholds"])
@@ -124,229 +121,148 @@ class _timer:
         self.timings[f"{self.name}_cpu"] = time.process_time() - self.cpu
 
 
-def _side(rows: AuditRows) -> Side:
-    side = Side(rows, labels=[] if rows.label_field else None)
-    for position, row in enumerate(rows.rows):
-        if row.conv is None:
-            continue
-        side.positions.append(position)
-        side.prompts.append(normalise_text(prompt_text(row.conv)))
-        side.answers.append(normalise_text(answer_text(row.conv)))
-        side.fulls.append(normalise_text(full_text(row.conv)))
-        side.refs.append(str(row.ref))
-        if side.labels is not None:
-            side.labels.append(row.label or "")
-    return side
+def _scan(paths: list[str], normalise: RowNormaliser, counter: Any, finder: Any,
+          config: RunConfig, options: AuditOptions) -> Scanned:
+    """Stream the files once into features, in `data.workers` processes."""
+    fixes: list[str] = []
+    job = ScanJob(normalise, config.audit.near_threshold, row_extras(finder), counter)
+    extras = Extras()
+    bar = tqdm(desc="reading rows", unit="row", disable=None if options.progress else True)
+
+    def merge(chunk: Any) -> None:
+        extras.merge(chunk)
+        bar.update(chunk.rows)
+
+    chunks = scan(job, chunked(numbered(paths, fixes)), config.data.workers)
+    try:
+        table = gather(chunks, normalise.label_field is not None, merge)
+    finally:
+        bar.close()
+    table.fixes = fixes
+    for fix in fixes:
+        logger.warning("auto-fixed: %s", fix)
+    side = Side(table, lambda: numbered(paths, []), normalise)
+    return Scanned(side, extras)
 
 
-def _run_text_checks(report: dict, side: Side, other: Side | None, config: RunConfig,
-                     timings: dict[str, float]) -> None:
-    threshold = config.audit.near_threshold
-    with _timer(timings, "duplicates"):
-        report["duplicates"] = _duplicates(side, threshold)
-    with _timer(timings, "contradictions"):
-        report["contradictions"] = _contradictions(side)
-    with _timer(timings, "leakage"):
-        report["leakage"] = _leakage(side, other, threshold)
-    with _timer(timings, "sensitive"):
-        report["sensitive"] = _sensitive(side)
-    with _timer(timings, "balance"):
-        report["balance"] = _balance(side)
+def _sensitive_finder(config: RunConfig) -> Any:
+    """The built-in detectors, merged with Presidio's when audit.presidio is on."""
+    if not config.audit.presidio:
+        return sensitive.find_sensitive
+    from tunesmith.data.checks.presidio import load_analyzer, merged_finder
+
+    return merged_finder(load_analyzer(config.audit.presidio_language),
+                         config.audit.presidio_language)
 
 
 # --- schema and lengths ------------------------------------------------------------------
 
 
-def _schema_section(train: AuditRows, eval_rows: AuditRows | None) -> dict:
-    sides = {"train": train} | ({"eval": eval_rows} if eval_rows else {})
-    return {name: _schema_of(rows) for name, rows in sides.items()}
-
-
-def _schema_of(rows: AuditRows) -> dict:
-    rejects = rows.rejects
-    by_rule = Counter(r.rule for r in rejects)
+def _schema_of(scanned: Scanned, label_field: str | None) -> dict:
+    table, extras = scanned.side.table, scanned.extras
     return {
-        "rows": len(rows.rows),
-        "usable": len(rows.good),
-        "rejected": len(rejects),
-        "formats": dict(rows.shapes),
-        "label_field": rows.label_field,
-        "problems": dict(by_rule.most_common()),
+        "rows": table.rows,
+        "usable": table.usable,
+        "rejected": table.rejected,
+        "formats": dict(extras.shapes),
+        "label_field": label_field,
+        "problems": dict(table.reject_rules.most_common()),
         "problem_rows": [{"row": str(r.ref), "rule": r.rule, "field": r.field,
-                          "reason": r.reason} for r in rejects[:LIST_LIMIT]],
-        "auto_fixed": rows.fixes,
-        "handled_fields": dict(rows.handled_fields),
-        "ignored_fields": dict(rows.ignored_fields),
+                          "reason": r.reason} for r in table.rejects[:LIST_LIMIT]],
+        "auto_fixed": table.fixes,
+        "handled_fields": dict(extras.handled),
+        "ignored_fields": dict(extras.ignored),
     }
 
 
-def _lengths(rows: AuditRows, config: RunConfig, options: AuditOptions) -> dict:
-    """Token counts with the real template; rows it cannot render become problems."""
-    if not options.lengths:
-        return {"skipped": "token lengths were turned off (--no-lengths)"}
+def _token_counter(config: RunConfig) -> Any:
+    """A chunk hook counting tokens with the real template; unrenderable rows are rejects."""
     from tunesmith.formatting.chat import ChatFormatter
     from tunesmith.modeling.inventory import load_tokenizer
-    from tunesmith.tokenization.lengths import count_tokens, length_section
+    from tunesmith.tokenization.lengths import RowLengths, count_batch
 
     tokenizer = load_tokenizer(config.model.name, config.model.cache_dir)
     formatter = ChatFormatter(tokenizer, config.data.system_prompt, config.data.end_of_turn,
                               config.data.train_on)
-    good = rows.good
-    counted = count_tokens(formatter, [r.conv for r in good], options.progress,
-                           config.data.workers)
-    for index, reject in counted.rejects.items():
-        good[index].reject, good[index].conv = reject, None
+
+    def count(convs: list) -> list[tuple[Any, dict]]:
+        n = len(convs)
+        part = RowLengths(np.full(n, -1), np.full(n, -1), np.full(n, -1))
+        count_batch(formatter, convs, 0, n, part)
+        return [(part.rejects.get(i), {"tokens": (int(part.prompt[i]), int(part.answer[i]),
+                                                  int(part.before_answer[i]))})
+                for i in range(n)]
+
+    return count
+
+
+def _lengths(scanned: Scanned, config: RunConfig, options: AuditOptions) -> dict:
+    """Token counts with the real template against data.max_length."""
+    if not options.lengths:
+        return {"skipped": "token lengths were turned off (--no-lengths)"}
+    from tunesmith.tokenization.lengths import RowLengths, length_section
+
+    tokens = np.concatenate(scanned.extras.tokens) if scanned.extras.tokens else np.zeros(
+        (0, 3), np.int64)
+    counted = RowLengths(tokens[:, 0], tokens[:, 1], tokens[:, 2])
     section = length_section(counted, config.data.max_length, config.data.truncation,
-                             [str(r.ref) for r in good])
+                             scanned.side.refs)
     section["model"] = config.model.name
     return section
 
 
-# --- duplicates, contradictions, leakage -------------------------------------------------
+# --- balance, clusters, advice -----------------------------------------------------------
 
 
-def _duplicates(side: Side, threshold: float) -> dict:
-    keys = [duplicates.text_key(t) for t in side.fulls]
-    exact = duplicates.exact_groups(keys)
-    copies = {p for group in exact for p in group[1:]}
-    hashes = [None if p in copies else duplicates.shingles(t) for p, t in enumerate(side.fulls)]
-    near = duplicates.near_duplicates(hashes, threshold)
-    n = max(1, len(side.fulls))
-    near_extra = sum(len(c) - 1 for c in near.clusters)
-    return {
-        "exact_groups": len(exact),
-        "exact_duplicate_rows": len(copies),
-        "exact_share": round(len(copies) / n, 4),
-        "exact": [_group(side, g) for g in exact[:LIST_LIMIT]],
-        "near_threshold": threshold,
-        "near_clusters": len(near.clusters),
-        "near_duplicate_rows": near_extra,
-        "near_share": round(near_extra / n, 4),
-        "near": [_group(side, c) | {"pairs": [
-            {"a": side.ref(a), "b": side.ref(b), "similarity": s}
-            for a, b, s in near.pairs if a in c][:10]} for c in near.clusters[:LIST_LIMIT]],
-    }
-
-
-def _group(side: Side, positions: list[int]) -> dict:
-    return {"rows": [side.ref(p) for p in positions],
-            "text": side.fulls[positions[0]][:160]}
-
-
-def _contradictions(side: Side) -> dict:
-    labelled = side.labels is not None
-    answers = side.labels if labelled else side.answers
-    groups = find_contradictions(side.prompts, answers, labelled)
-    listed = []
-    for group in groups[:LIST_LIMIT]:
-        listed.append({"prompt": side.prompts[group.members[0]][:160],
-                       "rows": [side.ref(p) for p in group.members],
-                       "pairs": [{"a": side.ref(c.first), "b": side.ref(c.second),
-                                  "answer_a": answers[c.first][:120],
-                                  "answer_b": answers[c.second][:120],
-                                  "prompt_similarity": c.prompt_similarity,
-                                  "answer_similarity": c.answer_similarity}
-                                 for c in group.pairs]})
-    return {"groups": len(groups), "rows": sum(len(g.members) for g in groups),
-            "compared": "labels" if labelled else "answers", "listed": listed}
-
-
-def _leakage(side: Side, other: Side | None, threshold: float) -> dict:
-    """Eval rows whose prompt (or, for plain text, whole text) matches a train row."""
-    if other is None:
-        return {"skipped": "no eval data given (--eval)"}
-    train_keys = [p or f for p, f in zip(side.prompts, side.fulls, strict=True)]
-    first: dict[str, int] = {}
-    for position, key in enumerate(train_keys):
-        first.setdefault(key, position)
-    index = duplicates.NearIndex(threshold)
-    for key, position in first.items():
-        index.add(position, duplicates.shingles(key))
-    leaks = []
-    for position, (p, f) in enumerate(zip(other.prompts, other.fulls, strict=True)):
-        key = p or f
-        hits = [(first[key], 1.0)] if key in first else index.query(duplicates.shingles(key))
-        if hits:
-            train_pos, score = max(hits, key=lambda h: h[1])
-            same = other.answers[position] == side.answers[train_pos]
-            leaks.append({"eval": other.ref(position), "train": side.ref(train_pos),
-                          "similarity": round(score, 3), "same_answer": same})
-    return {"eval_rows": len(other.prompts), "leaked_rows": len(leaks),
-            "exact": sum(1 for x in leaks if x["similarity"] == 1.0),
-            "listed": leaks[:LIST_LIMIT]}
-
-
-# --- sensitive data, balance, clusters, advice -------------------------------------------
-
-
-def _sensitive(side: Side) -> dict:
-    kinds: Counter = Counter()
-    rows_by_kind: dict[str, list[str]] = {}
-    examples: list[dict] = []
-    flagged = 0
-    for position, row_index in enumerate(side.positions):
-        conv = side.rows.rows[row_index].conv
-        text = full_text(conv) if conv is not None else ""
-        found = sensitive.find_sensitive(text)
-        if not found:
-            continue
-        flagged += 1
-        for item in found:
-            kinds[item.kind] += 1
-            rows_by_kind.setdefault(item.kind, [])
-            if len(rows_by_kind[item.kind]) < LIST_LIMIT:
-                rows_by_kind[item.kind].append(side.ref(position))
-        if len(examples) < LIST_LIMIT:
-            examples.append({"row": side.ref(position), "found": [
-                {"kind": f.kind, "value": sensitive.mask(text[f.start:f.end])} for f in found]})
-    return {"rows": flagged, "counts": dict(kinds.most_common()), "rows_by_kind": rows_by_kind,
-            "examples": examples}
-
-
-def _balance(side: Side) -> dict:
-    if side.labels is not None:
-        section = balance.label_balance(side.labels)
-    else:
-        section = balance.answer_balance(side.answers)
-    section["diversity"] = balance.diversity([p or f for p, f in zip(side.prompts, side.fulls,
-                                                                       strict=True)])
+def _balance(scanned: Scanned, answers: dict) -> dict:
+    labels = scanned.side.table.labels
+    section = balance.label_balance(labels) if labels is not None else answers
+    extras = scanned.extras
+    section["diversity"] = balance.diversity_from(extras.column("key_words"), extras.vocab,
+                                                  extras.distinct_pairs(), extras.pair_total)
     return section
 
 
-def _clusters(side: Side, other: Side | None, options: AuditOptions) -> dict:
+def _clusters(ours: Scanned, other: Scanned | None, options: AuditOptions) -> dict:
     if not options.embeddings:
         return {"skipped": "embeddings were not requested (--embeddings)"}
-    if len(side.fulls) < 4:
+    if ours.side.table.usable < 4:
         return {"skipped": "fewer than 4 usable rows"}
     from tunesmith.data.checks.clusters import cluster_section
     from tunesmith.modeling.embeddings import embed_texts, load_sentence_model
 
     model = load_sentence_model()
-    texts = _embedding_texts(side)
+    texts = _embedding_texts(ours.side)
     vectors = embed_texts(model, texts, progress=options.progress)
-    eval_vectors = embed_texts(model, _embedding_texts(other), progress=options.progress) if (
-        other and other.fulls) else None
-    return cluster_section(vectors, side.refs, texts, side.labels, eval_vectors)
+    eval_vectors = embed_texts(model, _embedding_texts(other.side), progress=options.progress
+                               ) if other and other.side.table.usable else None
+    return cluster_section(vectors, ours.side.refs, texts, ours.side.table.labels,
+                           eval_vectors)
 
 
 def _embedding_texts(side: Side) -> list[str]:
+    """Prompts (or whole texts) of every usable row, read again: embeddings need them all."""
+    from tunesmith.data.checks.features import fetch_texts
+
+    positions = side.table.positions.tolist()
+    found = fetch_texts(side.reread(), set(positions), side.normalise)
     texts = []
-    for row_index in side.positions:
-        conv = side.rows.rows[row_index].conv
-        text = prompt_text(conv).strip() if conv is not None else ""
-        texts.append(text or (full_text(conv) if conv is not None else ""))
+    for position in positions:
+        conv = found[position][0]
+        texts.append(prompt_text(conv).strip() or full_text(conv))
     return texts
 
 
-def _advice(report: dict, side: Side, config: RunConfig) -> None:
+def _advice(report: dict, scanned: Scanned, config: RunConfig) -> None:
     lengths = report["lengths"]
-    trained = lengths.get("trained_tokens", sum(len(a.split()) for a in side.answers))
-    estimate, trainable = _estimate(lengths, len(side.fulls), config)
+    table = scanned.side.table
+    trained = lengths.get("trained_tokens", scanned.extras.answer_words)
+    estimate, trainable = _estimate(lengths, table.usable, config)
     report["estimate"] = estimate
-    labels = report["balance"].get("counts") if side.labels is not None else None
+    labels = report["balance"].get("counts") if table.labels is not None else None
     clusters = report["clusters"].get("largest_share")
-    report["size"] = size_advice(len(side.fulls), len(set(side.prompts)), trained, trainable,
-                                 labels, clusters)
+    prompts = len(np.unique(table.keys["prompt_key"]))
+    report["size"] = size_advice(table.usable, prompts, trained, trainable, labels, clusters)
 
 
 def _estimate(lengths: dict, rows: int, config: RunConfig) -> tuple[dict, int | None]:

@@ -41,7 +41,8 @@ class DataConfig:
     on_bad_row: str = opt("drop", "what a bad row does", ("drop", "fail"))
     max_length: int = opt(1024, "longest example in tokens", minimum=8)
     truncation: str = opt("drop", "what happens to longer rows", ("drop", "left", "right"))
-    workers: int = opt(1, "processes for tokenization", minimum=1)
+    workers: int = opt(1, "processes for tokenization and the data check's per-row "
+                       "features", minimum=1)
     seed: int = opt(0, "seed of the train/eval split")
 
 
@@ -129,6 +130,9 @@ class AuditConfig:
     near_threshold: float = opt(0.7, "Jaccard similarity that makes two rows near duplicates",
                                 minimum=0.0)
     embeddings: bool = opt(False, "cluster prompts with sentence embeddings in data check")
+    presidio: bool = opt(False, "add Presidio's PII findings to the built-in detectors "
+                         "(needs the pii extra)")
+    presidio_language: str = opt("en", "language Presidio analyzes")
     min_rows: int | None = opt(None, "fail the check below this many usable rows")
     max_rejected_rows: int | None = opt(None, "fail above this many unusable rows")
     max_duplicate_share: float | None = opt(None, "fail above this share of exact copies")

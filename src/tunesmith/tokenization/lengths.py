@@ -74,7 +74,7 @@ def _count_part(start: int) -> tuple[int, RowLengths]:
     stop = min(len(convs), start + BATCH)
     part = RowLengths(np.full(stop - start, -1), np.full(stop - start, -1),
                       np.full(stop - start, -1))
-    _count_batch(formatter, convs, start, stop, part)
+    count_batch(formatter, convs, start, stop, part)
     return start, part
 
 
@@ -88,8 +88,9 @@ def _merge(parts: Iterable[tuple[int, RowLengths]], lengths: RowLengths, bar: tq
         bar.update(stop - start)
 
 
-def _count_batch(formatter: ChatFormatter, convs: Sequence[Conversation], start: int, stop: int,
+def count_batch(formatter: ChatFormatter, convs: Sequence[Conversation], start: int, stop: int,
                  lengths: RowLengths) -> None:
+    """Fill lengths[0 : stop - start] with the counts of convs[start:stop]."""
     texts: list[str] = []
     owners: list[tuple[int, bool, bool]] = []  # (row, supervised, before the first answer)
     for row in range(start, stop):

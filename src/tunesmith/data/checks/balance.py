@@ -37,13 +37,19 @@ def label_balance(labels: Sequence[str], ratio_limit: float = IMBALANCE_RATIO) -
 def answer_balance(answers: Sequence[str], share_limit: float = COMMON_ANSWER_SHARE) -> dict:
     """How often the same (normalised) answer repeats; many repeats teach one reply."""
     counts = Counter(answers)
-    n = max(1, len(answers))
-    top = counts.most_common(TOP)
+    return answer_balance_counts(counts.most_common(TOP), len(counts), len(answers),
+                                 share_limit)
+
+
+def answer_balance_counts(top: list[tuple[str, int]], distinct: int, rows: int,
+                          share_limit: float = COMMON_ANSWER_SHARE) -> dict:
+    """`answer_balance` from the most common answers with counts and the distinct total."""
+    n = max(1, rows)
     share = top[0][1] / n if top else 0.0
     return {
         "kind": "answers",
-        "distinct": len(counts),
-        "distinct_share": round(len(counts) / n, 4),
+        "distinct": distinct,
+        "distinct_share": round(distinct / n, 4),
         "counts": {answer[:80]: count for answer, count in top if count > 1},
         "most_common_share": round(share, 4),
         "imbalanced": share > share_limit and bool(top) and top[0][1] > 1,
@@ -54,7 +60,6 @@ def answer_balance(answers: Sequence[str], share_limit: float = COMMON_ANSWER_SH
 
 def diversity(prompts: Sequence[str]) -> dict:
     """Prompt length spread in words, vocabulary size and distinct word pairs (distinct-2)."""
-    lengths = np.array([len(p.split()) for p in prompts]) if prompts else np.zeros(1, int)
     words: Counter = Counter()
     pairs: set[int] = set()
     total_pairs = 0
@@ -63,12 +68,20 @@ def diversity(prompts: Sequence[str]) -> dict:
         words.update(tokens)
         total_pairs += max(0, len(tokens) - 1)
         pairs.update(hash(f"{a} {b}") for a, b in pairwise(tokens))
+    lengths = np.array([len(p.split()) for p in prompts])
+    return diversity_from(lengths, words, len(pairs), total_pairs)
+
+
+def diversity_from(lengths: np.ndarray, words: Counter, distinct_pairs: int,
+                   total_pairs: int) -> dict:
+    """`diversity` from prompt word counts, a word Counter and word-pair totals."""
+    lengths = lengths if len(lengths) else np.zeros(1, int)
     q = np.percentile(lengths, [10, 50, 90])
     return {
         "prompt_words": {"min": int(lengths.min()), "p10": int(q[0]), "p50": int(q[1]),
                          "p90": int(q[2]), "max": int(lengths.max()),
                          "std": round(float(lengths.std()), 1)},
         "vocabulary": len(words),
-        "distinct_2": round(len(pairs) / total_pairs, 4) if total_pairs else 0.0,
+        "distinct_2": round(distinct_pairs / total_pairs, 4) if total_pairs else 0.0,
         "top_words": [w for w, _ in words.most_common(TOP)],
     }

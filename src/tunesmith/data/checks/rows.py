@@ -10,12 +10,12 @@ import logging
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data.readers import ReadNotes, read_rows
+from tunesmith.data.readers import RawRow, ReadNotes, read_rows
 from tunesmith.data.records import Conversation, Reject, RowRef
 from tunesmith.data.shapes import RowMapping, RowProblem, detect_shape, to_conversation
 
@@ -173,3 +173,53 @@ def _last_answer(conv: Conversation) -> int:
         if msg.role == "assistant" and msg.weight:
             return index
     return len(conv.messages) - 1
+
+
+class RowNormaliser:
+    """Turn a raw row into (conversation, reject, info) the way `collect_rows` does.
+
+    info holds the row's label (labelled tables), shape name and per-message field notes.
+    Rejects carry no row content: a report needs only where and why.
+    """
+
+    def __init__(self, shape: str, mapping: RowMapping | None, label_field: str | None,
+                 transform: Callable[[Any], tuple[Any, list[str]]] | None = None) -> None:
+        self.shape, self.mapping, self.label_field = shape, mapping, label_field
+        self.transform = transform
+
+    def __call__(self, raw: RawRow) -> tuple[Conversation | None, Reject | None, dict]:
+        if raw.value is None:
+            return None, Reject(raw.ref, "BrokenRow", raw.error or "unreadable row"), {}
+        value, changes = self.transform(raw.value) if self.transform else (raw.value, [])
+        try:
+            conv = to_conversation(value, raw.ref, self.shape, self.mapping)
+        except RowProblem as problem:
+            reason = f"after cleaning: {problem.reason}" if changes else problem.reason
+            return None, Reject(raw.ref, problem.rule, reason, problem.field), {}
+        mapped = self.mapping is not None and bool(self.mapping.user)
+        name = "mapped" if mapped else (self.shape if self.shape != "auto"
+                                        else detect_shape(value))
+        notes = AuditRows()
+        _note_fields(value, name, notes)
+        info = {"shape": name, "handled": notes.handled_fields,
+                "ignored": notes.ignored_fields}
+        if self.label_field:
+            info["label"] = str(value.get(self.label_field, "")).strip()
+        return conv, None, info
+
+
+def first_row_mapping(paths: Iterable[str | Path], shape: str,
+                      mapping: RowMapping | None) -> tuple[RowMapping | None, str | None]:
+    """The mapping and label field to use: given, or inferred from a two-column table."""
+    if mapping is not None:
+        return mapping, mapping.fields[0] if mapping.fields else None
+    if shape != "auto":
+        return None, None
+    for path in paths:
+        first = next(read_rows(path), None)
+        if first is None or first.value is None:
+            return None, None
+        found = AuditRows()
+        inferred = _first_row_mapping(first.value, found)
+        return inferred, found.label_field
+    return None, None

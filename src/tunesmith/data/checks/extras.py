@@ -1,0 +1,137 @@
+"""Per-row extras of the audit scan (quality flags, word counts, sensitive findings) and
+their merge into whole-side totals; everything kept is bounded per row or by vocabulary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+
+from tunesmith.data.checks import sensitive
+from tunesmith.data.checks.features import Chunk, Texts
+from tunesmith.data.checks.quality import repetitive
+from tunesmith.data.checks.rows import full_text
+from tunesmith.data.records import Conversation
+
+LIST_LIMIT = 50
+PAIR_MERGE_EVERY = 64  # chunks between folding distinct word-pair hashes together
+
+Finder = Callable[[str], list[sensitive.Finding]]
+
+
+def row_extras(finder: Finder) -> Callable[[Conversation, Texts, dict, dict], None]:
+    """A row hook that records the audit's per-row extras into the chunk's `extra`."""
+
+    def hook(conv: Conversation, texts: Texts, info: dict, extra: dict) -> None:
+        local = len(extra.setdefault("has_system", []))
+        extra["has_system"].append(any(m.role == "system" for m in conv.messages))
+        extra.setdefault("repetitive", []).append(any(
+            m.role == "assistant" and repetitive(m.content) for m in conv.messages))
+        words = texts.key.split()
+        extra.setdefault("key_words", []).append(len(words))
+        extra.setdefault("answer_words", []).append(len(texts.answer.split()))
+        extra.setdefault("vocab", Counter()).update(words)
+        extra.setdefault("pairs", []).extend(hash(f"{a} {b}") for a, b in pairwise(words))
+        extra["pair_total"] = extra.get("pair_total", 0) + max(0, len(words) - 1)
+        for name in ("shape",):
+            extra.setdefault("shapes", Counter())[info.get(name)] += 1
+        extra.setdefault("handled", Counter()).update(info.get("handled", {}))
+        extra.setdefault("ignored", Counter()).update(info.get("ignored", {}))
+        if "tokens" in info:
+            extra.setdefault("tokens", []).append(info["tokens"])
+        text = full_text(conv)
+        found = finder(text)
+        if found:
+            extra.setdefault("sensitive", []).append(
+                (local, [(f.kind, sensitive.mask(text[f.start:f.end])) for f in found]))
+
+    return hook
+
+
+@dataclass
+class Extras:
+    """Whole-side totals of the per-row extras."""
+
+    has_system: list[np.ndarray] = field(default_factory=list)
+    repetitive: list[np.ndarray] = field(default_factory=list)
+    key_words: list[np.ndarray] = field(default_factory=list)
+    tokens: list[np.ndarray] = field(default_factory=list)
+    answer_words: int = 0
+    vocab: Counter = field(default_factory=Counter)
+    pairs: list[np.ndarray] = field(default_factory=list)
+    pair_total: int = 0
+    shapes: Counter = field(default_factory=Counter)
+    handled: Counter = field(default_factory=Counter)
+    ignored: Counter = field(default_factory=Counter)
+    sensitive: list[tuple[int, list[tuple[str, str]]]] = field(default_factory=list)
+    sensitive_kinds: Counter = field(default_factory=Counter)
+    sensitive_rows: int = 0
+    usable: int = 0
+    chunks: int = 0
+
+    def merge(self, chunk: Chunk) -> None:
+        """Fold one chunk's extras in (positions become side-wide)."""
+        extra, offset = chunk.extra, self.usable
+        self.usable += len(chunk.positions)
+        self.chunks += 1
+        for name in ("has_system", "repetitive", "key_words"):
+            getattr(self, name).append(np.array(extra.get(name, []), dtype=np.int32))
+        if extra.get("tokens"):
+            self.tokens.append(np.array(extra["tokens"], dtype=np.int64).reshape(-1, 3))
+        self.answer_words += sum(extra.get("answer_words", []))
+        for name in ("vocab", "shapes", "handled", "ignored"):
+            getattr(self, name).update(extra.get(name, Counter()))
+        self.pairs.append(np.unique(np.array(extra.get("pairs", []), dtype=np.int64)))
+        self.pair_total += extra.get("pair_total", 0)
+        if self.chunks % PAIR_MERGE_EVERY == 0:
+            self.pairs = [np.unique(np.concatenate(self.pairs))]
+        self._merge_sensitive(extra.get("sensitive", []), offset)
+
+    def _merge_sensitive(self, found: list, offset: int) -> None:
+        for local, items in found:
+            self.sensitive_rows += 1
+            self.sensitive_kinds.update(kind for kind, _ in items)
+            if len(self.sensitive) < 10 * LIST_LIMIT:
+                self.sensitive.append((offset + local, items))
+
+    def column(self, name: str) -> np.ndarray:
+        parts = getattr(self, name)
+        return np.concatenate(parts) if parts else np.zeros(0, np.int32)
+
+    def distinct_pairs(self) -> int:
+        return len(np.unique(np.concatenate(self.pairs))) if self.pairs else 0
+
+
+def sensitive_section(extras: Extras, refs: Any) -> dict:
+    """Counts per kind, rows per kind (listed up to LIST_LIMIT) and masked examples."""
+    rows_by_kind: dict[str, list[str]] = {}
+    examples = []
+    for position, items in extras.sensitive:
+        for kind, _ in items:
+            listed = rows_by_kind.setdefault(kind, [])
+            if len(listed) < LIST_LIMIT:
+                listed.append(refs[position])
+        if len(examples) < LIST_LIMIT:
+            examples.append({"row": refs[position], "found": [
+                {"kind": kind, "value": value} for kind, value in items]})
+    return {"rows": extras.sensitive_rows, "counts": dict(extras.sensitive_kinds.most_common()),
+            "rows_by_kind": rows_by_kind, "examples": examples}
+
+
+def quality_section(extras: Extras, refs: Any, limit: int = LIST_LIMIT) -> dict:
+    """The same notes as `quality.quality_notes`, from per-row flags."""
+    with_system = extras.column("has_system").astype(bool)
+    share = float(with_system.mean()) if len(with_system) else 0.0
+    missing = np.flatnonzero(~with_system) if share >= 0.5 else np.zeros(0, int)
+    repeats = np.flatnonzero(extras.column("repetitive").astype(bool))
+    return {
+        "repetitive_answers": len(repeats),
+        "repetitive_answer_rows": [refs[int(i)] for i in repeats[:limit]],
+        "system_message_share": round(share, 4),
+        "missing_system_message": len(missing),
+        "missing_system_message_rows": [refs[int(i)] for i in missing[:limit]],
+    }
