@@ -151,8 +151,8 @@ def _sensitive_finder(config: RunConfig) -> Any:
         return sensitive.find_sensitive
     from tunesmith.data.checks.presidio import load_analyzer, merged_finder
 
-    return merged_finder(load_analyzer(config.audit.presidio_language),
-                         config.audit.presidio_language)
+    language = config.audit.presidio_language
+    return merged_finder(load_analyzer(language, config.audit.presidio_model), language)
 
 
 # --- schema and lengths ------------------------------------------------------------------

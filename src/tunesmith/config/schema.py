@@ -133,6 +133,8 @@ class AuditConfig:
     presidio: bool = opt(False, "add Presidio's PII findings to the built-in detectors "
                          "(needs the pii extra)")
     presidio_language: str = opt("en", "language Presidio analyzes")
+    presidio_model: str | None = opt(None, "installed spaCy model for Presidio; default "
+                                     "<language>_core_web_lg, blank pipeline when missing")
     min_rows: int | None = opt(None, "fail the check below this many usable rows")
     max_rejected_rows: int | None = opt(None, "fail above this many unusable rows")
     max_duplicate_share: float | None = opt(None, "fail above this share of exact copies")

@@ -58,34 +58,57 @@ def merged_finder(analyzer: Any, language: str = "en"
     return find
 
 
-def load_analyzer(language: str = "en") -> Any:
-    """A Presidio AnalyzerEngine: with the installed spaCy model, else pattern recognizers only."""
+def load_analyzer(language: str = "en", model: str | None = None) -> Any:
+    """A Presidio AnalyzerEngine on an installed spaCy model, else on a blank pipeline.
+
+    Never downloads: Presidio's own default would fetch a missing spaCy model from the
+    internet. On the blank pipeline only the pattern recognizers (e-mail, phone, card, IBAN,
+    IP, URL, SSN, ...) find anything; names and places need the model.
+    """
     try:
+        import spacy
         from presidio_analyzer import AnalyzerEngine
+        from presidio_analyzer.nlp_engine import SpacyNlpEngine
     except ImportError:
         raise DataError("audit.presidio needs Presidio: pip install 'tunesmith[pii]' (and, for "
                         "names and places, a spaCy model such as en_core_web_lg)") from None
+    _offline_suffix_list()
+    model = model or f"{language}_core_web_lg"
+    if spacy.util.is_package(model):
+        engine = SpacyNlpEngine(models=[{"lang_code": language, "model_name": model}])
+    else:
+        logger.warning("spaCy model %s is not installed: Presidio runs its pattern recognizers "
+                       "only (no names or places); pip install it to add them", model)
+        engine = _blank_engine(SpacyNlpEngine, language)
+    engine.load()
+    # Presidio logs a warning per recognizer of every other language; none is actionable
+    quiet = logging.getLogger("presidio-analyzer")
+    level, _ = quiet.level, quiet.setLevel(logging.ERROR)
     try:
-        return AnalyzerEngine(supported_languages=[language])
-    except (OSError, ValueError) as err:  # no spaCy model installed for the language
-        logger.warning("Presidio runs without named-entity recognition (%s); install a spaCy "
-                       "model to find names and places", str(err).splitlines()[0][:160])
-        return _pattern_only_analyzer(language)
+        return AnalyzerEngine(nlp_engine=engine, supported_languages=[language])
+    finally:
+        quiet.setLevel(level)
 
 
-def _pattern_only_analyzer(language: str) -> Any:
-    """An AnalyzerEngine over a blank spaCy pipeline: its pattern recognizers still work."""
-    from presidio_analyzer import AnalyzerEngine
-    from presidio_analyzer.nlp_engine import SpacyNlpEngine
+def _offline_suffix_list() -> None:
+    """Make Presidio's e-mail and URL checks use tldextract's bundled public-suffix list.
 
-    class BlankSpacy(SpacyNlpEngine):
-        """spaCy's blank pipeline: tokens but no entities, no downloaded model."""
+    tldextract otherwise downloads the list on first use; a data check never goes online.
+    """
+    try:
+        import tldextract.tldextract as tld
+    except ImportError:  # newer Presidio versions may not use it
+        return
+    tld.TLD_EXTRACTOR.suffix_list_urls = ()
 
+
+def _blank_engine(base: type, language: str) -> Any:
+    """A Presidio spaCy engine over spaCy's blank pipeline: tokens, no entities."""
+
+    class BlankSpacy(base):
         def load(self) -> None:
             import spacy
 
             self.nlp = {language: spacy.blank(language)}
 
-    engine = BlankSpacy(models=[{"lang_code": language, "model_name": "blank"}])
-    engine.load()
-    return AnalyzerEngine(nlp_engine=engine, supported_languages=[language])
+    return BlankSpacy(models=[{"lang_code": language, "model_name": f"blank:{language}"}])
