@@ -24,7 +24,7 @@ from tunesmith.data.checks.extras import Extras, quality_section, row_extras, se
 from tunesmith.data.checks.features import ScanJob, chunked, numbered, scan
 from tunesmith.data.checks.rows import RowNormaliser, first_row_mapping, full_text, prompt_text
 from tunesmith.data.checks.size import size_advice
-from tunesmith.data.checks.table import RowTable, gather
+from tunesmith.data.checks.table import gather
 from tunesmith.data.checks.textchecks import Side, TextChecks
 from tunesmith.data.checks.thresholds import evaluate_thresholds
 from tunesmith.data.shapes import RowMapping

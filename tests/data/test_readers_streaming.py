@@ -79,7 +79,7 @@ def test_saved_hf_dataset_folder_and_arrow_file(tmp_path: Path) -> None:
     rows = list(read_rows(tmp_path / "saved"))
     assert [r.value for r in rows] == [_chat(i) for i in range(5)]
     assert [r.ref.line for r in rows] == [1, 2, 3, 4, 5] and rows[0].ref.unit == "row"
-    arrow = sorted((tmp_path / "saved").glob("*.arrow"))[0]
+    arrow = min((tmp_path / "saved").glob("*.arrow"))
     assert [r.value for r in read_rows(arrow)] == [_chat(i) for i in range(3)]
     result = load_conversations(tmp_path / "saved")
     assert len(result.conversations) == 5 and not result.rejects

@@ -47,7 +47,7 @@ def data_clean(args: argparse.Namespace) -> int:
         near_threshold=config.audit.near_threshold,
     )
     manifest = clean_data(args.data, Path(args.out), config.data.format,
-                          _mapping(config), options)
+                          _mapping(config), options, config.data.workers)
     counts = manifest["counts"]
     print(f"{counts['input_rows']} rows in: {counts['kept_rows']} kept, "
           f"{counts['dropped_rows']} dropped, {counts['changed_rows']} changed")

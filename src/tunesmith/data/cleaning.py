@@ -2,8 +2,14 @@
 
 Writes `train.jsonl` (and `eval.jsonl` when splitting) with kept rows in their original shape,
 `rejects.jsonl` with every dropped or changed row (rule, reason, original content), and
-`manifest.json` with counts and content hashes. Output depends only on input and options, so
-running it twice gives byte-identical files, and cleaning a cleaned file changes nothing.
+`manifest.json` with counts and content hashes. Output depends only on input and options (not
+on the worker count), so running it twice gives byte-identical files, and cleaning a cleaned
+file changes nothing.
+
+It streams in three passes: cleaned rows become compact features (in `workers` processes);
+candidate duplicates are read again to be confirmed exactly; then every row is read, cleaned
+and written where its verdict says. Memory holds per-row hashes and the drop decisions, not
+the rows.
 """
 
 from __future__ import annotations
@@ -11,26 +17,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from tunesmith.data.checks import duplicates, sensitive
-from tunesmith.data.checks.contradictions import find_contradictions
-from tunesmith.data.checks.rows import (
-    AuditRow,
-    answer_text,
-    collect_rows,
-    full_text,
-    normalise_text,
-    prompt_text,
-)
+import numpy as np
+
+from tunesmith.data.checks import duplicates, minhash, sensitive
+from tunesmith.data.checks.features import ScanJob, chunked, numbered, scan
+from tunesmith.data.checks.rows import RowNormaliser, first_row_mapping
+from tunesmith.data.checks.table import RowTable, gather
+from tunesmith.data.checks.textchecks import Side, TextChecks, first_of
 from tunesmith.data.hashing import sha256_file
-from tunesmith.data.readers import read_rows
+from tunesmith.data.readers import RawRow
 from tunesmith.data.shapes import RowMapping, RowProblem, to_conversation
 from tunesmith.errors import DataError
 
@@ -52,18 +56,6 @@ class CleanOptions:
     eval_fraction: float = 0.0
     seed: int = 0
     near_threshold: float = duplicates.NEAR_THRESHOLD
-
-
-@dataclass
-class Verdict:
-    """What happens to one input row."""
-
-    value: Any = None  # the cleaned row, or the original when dropped
-    original: Any = None
-    dropped: tuple[str, str] | None = None  # (rule, reason)
-    changes: list[str] = field(default_factory=list)
-    field_name: str | None = None
-    split: str = "train"
 
 
 def clean_text(text: str) -> str:
@@ -89,7 +81,8 @@ def clean_value(value: Any, redact: bool, found: Counter, key: str = "") -> Any:
 
 
 def clean_data(paths: list[str], out: Path, shape: str = "auto",
-               mapping: RowMapping | None = None, options: CleanOptions | None = None) -> dict:
+               mapping: RowMapping | None = None, options: CleanOptions | None = None,
+               workers: int = 1) -> dict:
     """Clean the files into `out`; return the manifest."""
     options = options or CleanOptions()
     if options.contradictions not in ("drop", "resolve", "keep"):
@@ -97,173 +90,219 @@ def clean_data(paths: list[str], out: Path, shape: str = "auto",
                         f"{options.contradictions!r}")
     if not 0.0 <= options.eval_fraction < 1.0:
         raise DataError(f"eval fraction must be in [0, 1), found {options.eval_fraction}")
-    rows = collect_rows(paths, shape, mapping)
-    verdicts = [Verdict() for _ in rows.rows]
-    _fix_rows(paths, rows.rows, verdicts, shape, rows.mapping, options)
-    live = [i for i, v in enumerate(verdicts) if v.dropped is None]
-    keys = {i: _texts(rows.rows[i]) for i in live}
-    # contradictions first: copies of the majority answer count as votes
-    _drop_contradictions(keys, verdicts, options, rows.label_field is not None)
-    _drop_duplicates([i for i in live if i in keys], keys, verdicts, options)
-    _split(keys, verdicts, rows.rows, options)
-    return _write(paths, out, rows.rows, verdicts, options)
+    mapping, label_field = first_row_mapping(paths, shape, mapping)
+    cleaned = RowNormaliser(shape, mapping, label_field, _cleaner(options.redact))
+    job = ScanJob(cleaned, options.near_threshold)
+    table = gather(scan(job, chunked(numbered(paths, [])), workers), label_field is not None)
+    side = Side(table, lambda: numbered(paths, []), cleaned)
+    decide = _Decisions(side, options, label_field is not None)
+    decide.run()
+    return _write(paths, out, shape, mapping, options, decide)
 
 
-def _fix_rows(paths: list[str], rows: list[AuditRow], verdicts: list[Verdict], shape: str,
-              mapping: RowMapping | None, options: CleanOptions) -> None:
-    """Second pass over the raw rows: keep originals, clean strings, re-normalise."""
-    index = 0
-    for path in paths:
-        for raw in read_rows(path):
-            row, verdict = rows[index], verdicts[index]
-            index += 1
-            verdict.original = raw.value if raw.value is not None else raw.text
-            if row.reject is not None:
-                verdict.dropped = (row.reject.rule, row.reject.reason)
-                verdict.field_name = row.reject.field
+def _cleaner(redact: bool):
+    def transform(value: Any) -> tuple[Any, list[str]]:
+        cleaned = clean_value(value, redact, Counter())
+        return cleaned, ["changed"] if cleaned != value else []
+
+    return transform
+
+
+class _Decisions:
+    """Which usable rows to drop (rule, reason) and which go to eval, from their features."""
+
+    def __init__(self, side: Side, options: CleanOptions, labelled: bool) -> None:
+        self.side, self.options, self.labelled = side, options, labelled
+        self.table: RowTable = side.table
+        self.alive = np.ones(self.table.usable, bool)
+        self.dropped: dict[int, tuple[str, str]] = {}  # raw position -> (rule, reason)
+        self.eval: set[int] = set()  # raw positions
+
+    def run(self) -> None:
+        checks = TextChecks(self.side, None, self.options.near_threshold, self.labelled)
+        key_pairs = minhash.candidate_pairs(self.table.bands["key"]) if (
+            self.options.eval_fraction > 0) else set()
+        wanted = {p for group in checks.prompt_groups for p in group}
+        wanted |= {p for pair in checks.near_candidates | key_pairs for p in pair}
+        self.side.fetch(wanted)
+        # contradictions first: copies of the majority answer count as votes
+        if self.options.contradictions != "keep":
+            self._contradictions(checks.contradiction_groups())
+        self._duplicates(checks.near_candidates)
+        self._split(key_pairs)
+
+    def _drop(self, position: int, rule: str, reason: str) -> None:
+        self.alive[position] = False
+        self.dropped[int(self.table.positions[position])] = (rule, reason)
+
+    def _raw(self, position: int) -> int:
+        return int(self.table.positions[position])
+
+    def _contradictions(self, groups: list[tuple[list[int], list]]) -> None:
+        answers = self.table.keys["answer_key"]
+        for members, _ in groups:
+            votes = Counter(int(answers[i]) for i in members)
+            (winner, top), *rest = votes.most_common()
+            resolved = self.options.contradictions == "resolve" and (not rest or
+                                                                     top > rest[0][1])
+            for i in members:
+                if resolved and answers[i] == winner:
+                    continue
+                reason = (f"answer differs from the majority answer of {len(members)} rows "
+                          "with the same prompt") if resolved else (
+                    f"{len(members)} rows share the prompt but disagree")
+                self._drop(i, "Contradiction", reason)
+
+    def _duplicates(self, candidates: set[tuple[int, int]]) -> None:
+        if self.options.drop_duplicates:
+            first: dict[int, int] = {}
+            for i in np.flatnonzero(self.alive).tolist():
+                keeper = first.setdefault(int(self.table.keys["full_key"][i]), i)
+                if keeper != i:
+                    self._drop(i, "ExactDuplicate", f"same text as row index {self._raw(keeper)}")
+        if self.options.drop_near_duplicates:
+            for cluster in self._clusters(candidates, "full"):
+                for member in cluster[1:]:
+                    self._drop(member, "NearDuplicate",
+                               f"near copy of row index {self._raw(cluster[0])}")
+
+    def _clusters(self, candidates: set[tuple[int, int]], text: str) -> list[list[int]]:
+        """Clusters of alive rows joined by confirmed pairs of the named text."""
+        texts, union = self.side.texts, duplicates.UnionFind()
+        for a, b in sorted(candidates, key=lambda p: (p[1], p[0])):
+            if not (self.alive[a] and self.alive[b]):
                 continue
-            found: Counter = Counter()
-            verdict.value = clean_value(raw.value, options.redact, found)
-            if clean_value(raw.value, False, Counter()) != raw.value:
-                verdict.changes.append("NormalisedText: whitespace or Unicode form")
-            if found:
-                kinds = ", ".join(f"{n} {k}" for k, n in sorted(found.items()))
-                verdict.changes.append(f"Redacted: {kinds}")
-            _renormalise(row, verdict, shape, mapping)
+            first, second = getattr(texts[a], text), getattr(texts[b], text)
+            if duplicates.jaccard(duplicates.shingles(first), duplicates.shingles(second)) >= (
+                    self.options.near_threshold):
+                union.union(a, b)
+        return union.clusters()
 
-
-def _renormalise(row: AuditRow, verdict: Verdict, shape: str,
-                 mapping: RowMapping | None) -> None:
-    try:
-        row.conv = to_conversation(verdict.value, row.ref, shape, mapping)
-    except RowProblem as problem:
-        verdict.dropped = (problem.rule, f"after cleaning: {problem.reason}")
-        verdict.field_name = problem.field
-
-
-def _texts(row: AuditRow) -> tuple[str, str, str]:
-    conv = row.conv
-    answer = row.label if row.label is not None else normalise_text(answer_text(conv))
-    return normalise_text(full_text(conv)), normalise_text(prompt_text(conv)), answer
-
-
-def _drop_duplicates(live: list[int], keys: dict, verdicts: list[Verdict],
-                     options: CleanOptions) -> None:
-    if options.drop_duplicates:
-        first: dict[str, int] = {}
-        for i in live:
-            keeper = first.setdefault(keys[i][0], i)
-            if keeper != i:
-                _drop(verdicts, keys, i, "ExactDuplicate", f"same text as row index {keeper}")
-    if options.drop_near_duplicates:
-        alive = [i for i in live if verdicts[i].dropped is None]
-        near = duplicates.near_duplicates(
-            [duplicates.shingles(keys[i][0]) for i in alive], options.near_threshold)
-        for cluster in near.clusters:
+    def _split(self, key_pairs: set[tuple[int, int]]) -> None:
+        """Hold out whole prompt groups (exact and near) so no eval prompt is in train."""
+        if self.options.eval_fraction <= 0:
+            return
+        alive = np.flatnonzero(self.alive)
+        union = duplicates.UnionFind()
+        keys = self.side.lookup_key()[alive]
+        first = first_of(keys)
+        for i, key in zip(alive.tolist(), keys.tolist(), strict=True):
+            union.union(alive[first[key]], i)
+        for cluster in self._clusters(key_pairs, "key"):
             for member in cluster[1:]:
-                _drop(verdicts, keys, alive[member], "NearDuplicate",
-                      f"near copy of row index {alive[cluster[0]]}")
+                union.union(cluster[0], member)
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i in alive.tolist():
+            groups[union.find(i)].append(i)
+        labels = self.table.labels
+        strata: dict[str, list[list[int]]] = defaultdict(list)
+        for root in sorted(groups):
+            strata[(labels[root] if labels is not None else "") or ""].append(groups[root])
+        self._hold_out(strata)
+
+    def _hold_out(self, strata: dict[str, list[list[int]]]) -> None:
+        rng = random.Random(self.options.seed)
+        for label in sorted(strata):
+            bucket = strata[label]
+            rng.shuffle(bucket)
+            want, taken = round(sum(len(g) for g in bucket) * self.options.eval_fraction), 0
+            for group in bucket:
+                if taken >= want:
+                    break
+                taken += len(group)
+                self.eval.update(self._raw(i) for i in group)
 
 
-def _drop(verdicts: list[Verdict], keys: dict, index: int, rule: str, reason: str) -> None:
-    verdicts[index].dropped = (rule, reason)
-    keys.pop(index, None)
+class _Outputs:
+    """Output files written line by line to temp paths, hashed as they go, renamed at end."""
+
+    def __init__(self, out: Path, names: list[str]) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.out, self.names = out, names
+        self.files: dict[str, IO[bytes]] = {
+            n: (out / f"{n}.{os.getpid()}.tmp").open("wb") for n in names}
+        self.hashes = {n: hashlib.sha256() for n in names}
+        self.rows = dict.fromkeys(names, 0)
+
+    def write(self, name: str, value: Any) -> None:
+        data = (_dump(value) + "\n").encode("utf-8")
+        self.files[name].write(data)
+        self.hashes[name].update(data)
+        self.rows[name] += 1
+
+    def close(self) -> dict[str, dict]:
+        for name, handle in self.files.items():
+            handle.close()
+            (self.out / f"{name}.{os.getpid()}.tmp").replace(self.out / name)
+        return {n: {"rows": self.rows[n], "sha256": self.hashes[n].hexdigest()}
+                for n in self.names}
 
 
-def _drop_contradictions(keys: dict, verdicts: list[Verdict], options: CleanOptions,
-                         labelled: bool) -> None:
-    if options.contradictions == "keep":
-        return
-    alive = sorted(keys)
-    groups = find_contradictions([keys[i][1] for i in alive], [keys[i][2] for i in alive],
-                                 labelled)
-    for group in groups:
-        members = [alive[m] for m in group.members]
-        votes = Counter(keys[i][2] for i in members)
-        (winner, top), *rest = votes.most_common()
-        resolved = options.contradictions == "resolve" and (not rest or top > rest[0][1])
-        for i in members:
-            if resolved and keys[i][2] == winner:
-                continue
-            reason = (f"answer differs from the majority answer of {len(members)} rows with "
-                      "the same prompt") if resolved else (
-                f"{len(members)} rows share the prompt but disagree")
-            _drop(verdicts, keys, i, "Contradiction", reason)
-
-
-def _split(keys: dict, verdicts: list[Verdict], rows: list[AuditRow],
-           options: CleanOptions) -> None:
-    """Hold out whole prompt groups (exact and near) so no eval prompt is in train."""
-    if options.eval_fraction <= 0:
-        return
-    alive = sorted(keys)
-    union = duplicates.UnionFind()
-    first: dict[str, int] = {}
-    for i in alive:
-        union.union(first.setdefault(keys[i][1] or keys[i][0], i), i)
-    near = duplicates.near_duplicates([duplicates.shingles(keys[i][1] or keys[i][0])
-                                       for i in alive], options.near_threshold)
-    for a, b, _ in near.pairs:
-        union.union(alive[a], alive[b])
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i in alive:
-        groups[union.find(i)].append(i)
-    strata: dict[str, list[list[int]]] = defaultdict(list)
-    for root in sorted(groups):
-        strata[rows[root].label or ""].append(groups[root])
-    rng = random.Random(options.seed)
-    for label in sorted(strata):
-        bucket = strata[label]
-        rng.shuffle(bucket)
-        want, taken = round(sum(len(g) for g in bucket) * options.eval_fraction), 0
-        for group in bucket:
-            if taken >= want:
-                break
-            taken += len(group)
-            for i in group:
-                verdicts[i].split = "eval"
-
-
-def _write(paths: list[str], out: Path, rows: list[AuditRow], verdicts: list[Verdict],
-           options: CleanOptions) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
+def _write(paths: list[str], out: Path, shape: str, mapping: RowMapping | None,
+           options: CleanOptions, decide: _Decisions) -> dict:
     names = ["train.jsonl"] + (["eval.jsonl"] if options.eval_fraction > 0 else [])
-    lines: dict[str, list[str]] = {n: [] for n in names + ["rejects.jsonl"]}
+    outputs = _Outputs(out, names + ["rejects.jsonl"])
     rules: Counter = Counter()
-    for row, verdict in zip(rows, verdicts, strict=True):
-        for entry in _reject_entries(row, verdict):
-            lines["rejects.jsonl"].append(_dump(entry))
+    counts = Counter()
+    for position, raw in numbered(paths, []):
+        counts["input"] += 1
+        entry, value = _verdict(position, raw, shape, mapping, options, decide)
+        if entry is not None:
+            outputs.write("rejects.jsonl", entry)
             rules[entry["rule"]] += 1
-        if verdict.dropped is None:
-            lines[f"{verdict.split}.jsonl"].append(_dump(verdict.value))
-    hashes = {name: _write_lines(out / name, text) for name, text in lines.items()}
-    dropped = sum(1 for v in verdicts if v.dropped is not None)
+            counts[entry["action"]] += 1
+        if value is not None:
+            outputs.write("eval.jsonl" if position in decide.eval else "train.jsonl", value)
+    written = outputs.close()
     manifest = {
         "inputs": [{"path": str(p), "sha256": sha256_file(Path(p))} for p in paths],
         "options": asdict(options),
-        "counts": {"input_rows": len(rows), "kept_rows": len(rows) - dropped,
-                   "dropped_rows": dropped,
-                   "changed_rows": sum(1 for v in verdicts if v.changes and not v.dropped),
-                   **{f"{n.split('.')[0]}_rows": len(lines[n]) for n in names}},
+        "counts": {"input_rows": counts["input"], "kept_rows": counts["input"] - counts["dropped"],
+                   "dropped_rows": counts["dropped"], "changed_rows": counts["changed"],
+                   **{f"{n.split('.')[0]}_rows": written[n]["rows"] for n in names}},
         "rules": dict(sorted(rules.items())),
-        "outputs": {name: {"rows": len(lines[name]), "sha256": hashes[name]} for name in lines},
+        "outputs": written,
     }
     _write_lines(out / "manifest.json", [json.dumps(manifest, indent=2, ensure_ascii=False)])
     return manifest
 
 
-def _reject_entries(row: AuditRow, verdict: Verdict) -> list[dict]:
-    where = {"source": row.ref.source, row.ref.unit: row.ref.line}
-    if verdict.dropped is not None:
-        rule, reason = verdict.dropped
-        return [{"row": where, "action": "dropped", "rule": rule, "reason": reason,
-                 "field": verdict.field_name, "original": verdict.original}]
-    if not verdict.changes:
-        return []
-    rule = verdict.changes[-1].split(":")[0]  # Redacted outranks NormalisedText
-    return [{"row": where, "action": "changed", "rule": rule,
-             "reason": "; ".join(verdict.changes), "field": None,
-             "original": verdict.original, "cleaned": verdict.value}]
+def _verdict(position: int, raw: RawRow, shape: str, mapping: RowMapping | None,
+             options: CleanOptions, decide: _Decisions) -> tuple[dict | None, Any]:
+    """(rejects.jsonl entry or None, the row to keep or None) for one input row."""
+    where = {"source": raw.ref.source, raw.ref.unit: raw.ref.line}
+    if raw.value is None:
+        return _dropped(where, "BrokenRow", raw.error or "unreadable row", None, raw.text), None
+    try:
+        to_conversation(raw.value, raw.ref, shape, mapping)
+    except RowProblem as problem:
+        return _dropped(where, problem.rule, problem.reason, problem.field, raw.value), None
+    found: Counter = Counter()
+    value = clean_value(raw.value, options.redact, found)
+    try:
+        to_conversation(value, raw.ref, shape, mapping)
+    except RowProblem as problem:
+        return _dropped(where, problem.rule, f"after cleaning: {problem.reason}",
+                        problem.field, raw.value), None
+    if position in decide.dropped:
+        rule, reason = decide.dropped[position]
+        return _dropped(where, rule, reason, None, raw.value), None
+    changes = []
+    if clean_value(raw.value, False, Counter()) != raw.value:
+        changes.append("NormalisedText: whitespace or Unicode form")
+    if found:
+        changes.append("Redacted: " + ", ".join(f"{n} {k}" for k, n in sorted(found.items())))
+    if not changes:
+        return None, value
+    rule = changes[-1].split(":")[0]  # Redacted outranks NormalisedText
+    return {"row": where, "action": "changed", "rule": rule, "reason": "; ".join(changes),
+            "field": None, "original": raw.value, "cleaned": value}, value
+
+
+def _dropped(where: dict, rule: str, reason: str, field_name: str | None,
+             original: Any) -> dict:
+    return {"row": where, "action": "dropped", "rule": rule, "reason": reason,
+            "field": field_name, "original": original}
 
 
 def _dump(value: Any) -> str:

@@ -123,7 +123,7 @@ def sensitive_section(extras: Extras, refs: Any) -> dict:
 
 
 def quality_section(extras: Extras, refs: Any, limit: int = LIST_LIMIT) -> dict:
-    """The same notes as `quality.quality_notes`, from per-row flags."""
+    """Rows with repetitive answers, and rows missing a system message most rows have."""
     with_system = extras.column("has_system").astype(bool)
     share = float(with_system.mean()) if len(with_system) else 0.0
     missing = np.flatnonzero(~with_system) if share >= 0.5 else np.zeros(0, int)

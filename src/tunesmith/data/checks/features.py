@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path

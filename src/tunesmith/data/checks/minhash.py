@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from itertools import pairwise
 
 import numpy as np
 
@@ -96,4 +97,4 @@ def _bucket_pairs(members: np.ndarray, full_bucket: int, pairs: set[tuple[int, i
         pairs.update((a, b) for i, a in enumerate(items) for b in items[i + 1 :])
         return
     pairs.update((items[0], b) for b in items[1:])
-    pairs.update(zip(items[1:], items[2:], strict=False))
+    pairs.update(pairwise(items[1:]))

@@ -1,4 +1,4 @@
-"""Read data files for an audit: every row kept with its position, conversation or reject.
+"""Normalise rows for an audit: conversation or reject, label, and the fields handled.
 
 Unlike training, the audit keeps rejected rows beside the good ones so each check can name
 rows by number, and it notes the per-message fields it handled or ignored.
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data.readers import RawRow, ReadNotes, read_rows
-from tunesmith.data.records import Conversation, Reject, RowRef
+from tunesmith.data.readers import RawRow, read_rows
+from tunesmith.data.records import Conversation, Reject
 from tunesmith.data.shapes import RowMapping, RowProblem, detect_shape, to_conversation
 
 logger = logging.getLogger(__name__)
@@ -33,35 +33,12 @@ _NON_WORD = re.compile(r"[\W_]+")
 
 
 @dataclass
-class AuditRow:
-    """One input row: its 0-based position, where it came from, and what it became."""
+class FieldNotes:
+    """Per-message fields handled or ignored, and the label column of a labelled table."""
 
-    index: int
-    ref: RowRef
-    conv: Conversation | None = None
-    reject: Reject | None = None
-    label: str | None = None
-
-
-@dataclass
-class AuditRows:
-    """All rows of one side (train or eval) plus what reading them noticed."""
-
-    rows: list[AuditRow] = field(default_factory=list)
-    fixes: list[str] = field(default_factory=list)
-    shapes: Counter = field(default_factory=Counter)
     handled_fields: Counter = field(default_factory=Counter)
     ignored_fields: Counter = field(default_factory=Counter)
     label_field: str | None = None
-    mapping: RowMapping | None = None
-
-    @property
-    def good(self) -> list[AuditRow]:
-        return [r for r in self.rows if r.conv is not None]
-
-    @property
-    def rejects(self) -> list[Reject]:
-        return [r.reject for r in self.rows if r.reject is not None]
 
 
 def infer_label_mapping(row: dict[str, Any]) -> RowMapping | None:
@@ -74,31 +51,7 @@ def infer_label_mapping(row: dict[str, Any]) -> RowMapping | None:
     return RowMapping(user=f"{{{text[0]}}}", assistant=f"{{{label[0]}}}", fields=[label[0]])
 
 
-def collect_rows(
-    paths: Iterable[str | Path], shape: str = "auto", mapping: RowMapping | None = None
-) -> AuditRows:
-    """Read and normalise every row of the files, keeping rejects in input order."""
-    result = AuditRows()
-    if mapping is not None and mapping.fields:
-        result.label_field = mapping.fields[0]
-    for path in paths:
-        notes = ReadNotes()
-        for raw in read_rows(path, notes):
-            row = AuditRow(len(result.rows), raw.ref)
-            result.rows.append(row)
-            if raw.value is None:
-                row.reject = Reject(raw.ref, "BrokenRow", raw.error or "unreadable row", None,
-                                    raw.text)
-                continue
-            if mapping is None and shape == "auto" and len(result.rows) == 1:
-                mapping = _first_row_mapping(raw.value, result)
-            _normalise_row(row, raw.value, shape, mapping, result)
-        result.fixes.extend(notes.fixes)
-    result.mapping = mapping
-    return result
-
-
-def _first_row_mapping(value: dict[str, Any], result: AuditRows) -> RowMapping | None:
+def _first_row_mapping(value: dict[str, Any], result: FieldNotes) -> RowMapping | None:
     try:
         detect_shape(value)
         return None
@@ -110,22 +63,7 @@ def _first_row_mapping(value: dict[str, Any], result: AuditRows) -> RowMapping |
     return mapping
 
 
-def _normalise_row(row: AuditRow, value: dict[str, Any], shape: str,
-                   mapping: RowMapping | None, result: AuditRows) -> None:
-    try:
-        row.conv = to_conversation(value, row.ref, shape, mapping)
-    except RowProblem as problem:
-        row.reject = Reject(row.ref, problem.rule, problem.reason, problem.field, value)
-        return
-    name = "mapped" if mapping and mapping.user else (shape if shape != "auto"
-                                                      else detect_shape(value))
-    result.shapes[name] += 1
-    if result.label_field:
-        row.label = str(value.get(result.label_field, "")).strip()
-    _note_fields(value, name, result)
-
-
-def _note_fields(value: dict[str, Any], shape: str, result: AuditRows) -> None:
+def _note_fields(value: dict[str, Any], shape: str, result: FieldNotes) -> None:
     """Count per-message fields that were handled, and any field the normaliser ignores."""
     if shape == "mapped":
         return
@@ -176,7 +114,7 @@ def _last_answer(conv: Conversation) -> int:
 
 
 class RowNormaliser:
-    """Turn a raw row into (conversation, reject, info) the way `collect_rows` does.
+    """Turn a raw row into (conversation, reject, info).
 
     info holds the row's label (labelled tables), shape name and per-message field notes.
     Rejects carry no row content: a report needs only where and why.
@@ -190,16 +128,19 @@ class RowNormaliser:
     def __call__(self, raw: RawRow) -> tuple[Conversation | None, Reject | None, dict]:
         if raw.value is None:
             return None, Reject(raw.ref, "BrokenRow", raw.error or "unreadable row"), {}
-        value, changes = self.transform(raw.value) if self.transform else (raw.value, [])
+        value, cleaned = raw.value, False
         try:
             conv = to_conversation(value, raw.ref, self.shape, self.mapping)
+            if self.transform:  # the raw row must be valid too: cleaning never rescues one
+                value, cleaned = self.transform(value)[0], True
+                conv = to_conversation(value, raw.ref, self.shape, self.mapping)
         except RowProblem as problem:
-            reason = f"after cleaning: {problem.reason}" if changes else problem.reason
+            reason = f"after cleaning: {problem.reason}" if cleaned else problem.reason
             return None, Reject(raw.ref, problem.rule, reason, problem.field), {}
         mapped = self.mapping is not None and bool(self.mapping.user)
         name = "mapped" if mapped else (self.shape if self.shape != "auto"
                                         else detect_shape(value))
-        notes = AuditRows()
+        notes = FieldNotes()
         _note_fields(value, name, notes)
         info = {"shape": name, "handled": notes.handled_fields,
                 "ignored": notes.ignored_fields}
@@ -219,7 +160,7 @@ def first_row_mapping(paths: Iterable[str | Path], shape: str,
         first = next(read_rows(path), None)
         if first is None or first.value is None:
             return None, None
-        found = AuditRows()
+        found = FieldNotes()
         inferred = _first_row_mapping(first.value, found)
         return inferred, found.label_field
     return None, None

@@ -33,7 +33,7 @@ class Side:
     texts: dict[int, Texts] = field(default_factory=dict)
 
     @property
-    def refs(self):  # noqa: ANN201 - a RefList
+    def refs(self):
         return self.table.refs
 
     def lookup_key(self) -> np.ndarray:
@@ -141,8 +141,9 @@ class TextChecks:
         answers = keys["answer_key"]
         return [g for g in union.clusters() if len(set(answers[g].tolist())) > 1]
 
-    def _contradictions(self) -> dict:
-        texts, refs = self.train.texts, self.train.refs
+    def contradiction_groups(self) -> list[tuple[list[int], list]]:
+        """(members, disagreeing pairs) of each contradicting prompt group; needs run()."""
+        texts = self.train.texts
         # pairs outside the fetched (superset) groups cannot join differing answers
         confirmed = {(a, b) for a, b in self.prompt_candidates if a in texts and b in texts
                      and jaccard(shingles(texts[a].prompt), shingles(texts[b].prompt))
@@ -155,6 +156,13 @@ class TextChecks:
             pairs = _group_pairs(group, prompts, answers, self.labelled)
             if pairs:
                 found.append((group, pairs))
+        return found
+
+    def _contradictions(self) -> dict:
+        texts, refs = self.train.texts, self.train.refs
+        found = self.contradiction_groups()
+        prompts = {p: texts[p].prompt for g, _ in found for p in g}
+        answers = {p: texts[p].answer for g, _ in found for p in g}
         listed = [{"prompt": prompts[g[0]][:160], "rows": [refs[p] for p in g],
                    "pairs": [{"a": refs[c.first], "b": refs[c.second],
                               "answer_a": answers[c.first][:120],
