@@ -1,8 +1,12 @@
-"""Time `tunesmith data check` on generated chat data: 100,000 rows without embeddings and
-10,000 rows with embeddings. Prints seconds, rows/s and peak memory, plus the speed-up of the
-batched token counter over encoding rows one by one (its peer, measured in the same run).
+"""Time `tunesmith data check` on generated chat data: 100,000 rows without embeddings (with
+each worker count given) and 10,000 rows with embeddings. Prints seconds, rows/s and the peak
+RSS of each check (each runs in its own process), plus the speed-up of the batched token
+counter over encoding rows one by one (its peer, measured in the same run). With --big-rows,
+also checks and cleans a file of that many rows (1,000,000 make about 1 GB) and prints peak
+RSS against the file size.
 
-    python bench/data_audit.py [--rows 100000] [--embed-rows 10000] [--threads 2] [--workers 1]
+    python bench/data_audit.py [--rows 100000] [--embed-rows 10000] [--threads 2]
+                               [--workers 1,2] [--big-rows 1000000]
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import json
 import os
 import random
 import resource
+import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 
 WORDS = ("account balance card payment transfer refund order delivery weather river mountain "
@@ -37,33 +43,59 @@ def corpus_words() -> list[str]:
 
 
 def generate(path: Path, rows: int, seed: int = 0) -> None:
-    """Chat rows: system, user (10-40 words), assistant (30-90 words); 1% copies, 0.5% PII."""
+    """Chat rows: system, user (10-40 words), assistant (30-90 words); 1% copies, 0.5% PII.
+
+    Written line by line, so a file larger than memory can be generated.
+    """
     rng = random.Random(seed)
     vocab = corpus_words()
-    lines = []
-    for i in range(rows):
-        if i > 10 and rng.random() < 0.01:
-            lines.append(lines[rng.randrange(len(lines))])
-            continue
-        prompt = " ".join(rng.choice(vocab) for _ in range(rng.randint(10, 40))) + "?"
-        answer = " ".join(rng.choice(vocab) for _ in range(rng.randint(30, 90))) + "."
-        if rng.random() < 0.005:
-            answer += f" Write to user{i}@example.com or call +1 415 555 {1000 + i % 9000}."
-        lines.append(json.dumps({"messages": [
-            {"role": "system", "content": "You are a concise assistant."},
-            {"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]}))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    recent: deque[str] = deque(maxlen=1000)  # copies repeat one of the last 1,000 rows
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(rows):
+            if i > 10 and rng.random() < 0.01:
+                out.write(recent[rng.randrange(len(recent))] + "\n")
+                continue
+            prompt = " ".join(rng.choices(vocab, k=rng.randint(10, 40))) + "?"
+            answer = " ".join(rng.choices(vocab, k=rng.randint(30, 90))) + "."
+            if rng.random() < 0.005:
+                answer += f" Write to user{i}@example.com or call +1 415 555 {1000 + i % 9000}."
+            line = json.dumps({"messages": [
+                {"role": "system", "content": "You are a concise assistant."},
+                {"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]})
+            out.write(line + "\n")
+            recent.append(line)
 
 
-def run_check(path: Path, embeddings: bool, workers: int = 1) -> tuple[float, float, dict]:
-    """Wall seconds, CPU seconds of this process (all threads) and the report."""
+def run_check(path: Path, embeddings: bool, workers: int = 1, lengths: bool = True,
+              threads: int = 2) -> dict:
+    """Run one check in a child process; its wall and CPU seconds, peak RSS and report."""
+    args = [sys.executable, __file__, "--child-check", str(path), "--workers", str(workers),
+            "--threads", str(threads)] + (["--embeddings"] if embeddings else []) + (
+        [] if lengths else ["--no-lengths"])
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    if done.returncode:
+        sys.exit(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child_check(path: Path, embeddings: bool, workers: int, lengths: bool) -> None:
+    """The child's side of run_check: print one JSON line."""
     from tunesmith.audit import AuditOptions, audit_data
     from tunesmith.config import load_config
 
     start, cpu = time.perf_counter(), time.process_time()
     report = audit_data([str(path)], [], load_config(None, [f"data.workers={workers}"]),
-                        AuditOptions(embeddings=embeddings, progress=False))
-    return time.perf_counter() - start, time.process_time() - cpu, report
+                        AuditOptions(lengths=lengths, embeddings=embeddings, progress=False))
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(json.dumps({"wall": wall, "cpu": cpu, "rss_mib": _peak_mib(), "report": report},
+                     default=str))
+
+
+def _peak_mib() -> float:
+    """Peak RSS of this process and of its finished children (forked workers), in MiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024
 
 
 def peer_ratio(path: Path, sample: int = 2000) -> tuple[float, float]:
@@ -86,38 +118,91 @@ def peer_ratio(path: Path, sample: int = 2000) -> tuple[float, float]:
     return fast, slow
 
 
+def big_file(folder: Path, rows: int, workers: int) -> None:
+    """Check and clean a large generated file; print peak RSS against its size."""
+    path = folder / "large.jsonl"
+    start = time.perf_counter()
+    generate(path, rows, seed=2)
+    size = path.stat().st_size / 2**20
+    print(f"generated {rows:,} rows, {size:,.0f} MiB in {time.perf_counter() - start:.0f} s",
+          flush=True)
+    result = run_check(path, embeddings=False, workers=workers, lengths=False)
+    report = result["report"]
+    print(f"large check (no token lengths), {rows:,} rows, {workers} worker(s): "
+          f"{result['wall']:.0f} s wall; peak RSS {result['rss_mib']:,.0f} MiB = "
+          f"{result['rss_mib'] / size:.2f} x file size; exact copies "
+          f"{report['duplicates']['exact_duplicate_rows']:,}, sensitive rows "
+          f"{report['sensitive']['rows']:,}; steps {report['timings_s']}", flush=True)
+    args = [sys.executable, __file__, "--child-clean", str(path), "--workers", str(workers)]
+    done = subprocess.run(args, capture_output=True, text=True, check=True)
+    clean = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"large clean, {rows:,} rows: {clean['wall']:.0f} s wall; peak RSS "
+          f"{clean['rss_mib']:,.0f} MiB = {clean['rss_mib'] / size:.2f} x file size; "
+          f"counts {clean['counts']}", flush=True)
+
+
+def child_clean(path: Path, workers: int) -> None:
+    """Clean a file into a sibling folder; print one JSON line."""
+    from tunesmith.data.cleaning import clean_data
+
+    start = time.perf_counter()
+    manifest = clean_data([str(path)], path.parent / "cleaned", workers=workers)
+    print(json.dumps({"wall": time.perf_counter() - start, "rss_mib": _peak_mib(),
+                      "counts": manifest["counts"]}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--embed-rows", type=int, default=10_000)
+    parser.add_argument("--big-rows", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=1,
-                        help="data.workers for token counting (forked processes; their CPU "
-                             "time is not in the CPU column)")
+    parser.add_argument("--workers", default="1,2",
+                        help="data.workers values for the 100,000-row check (forked processes)")
+    parser.add_argument("--child-check", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-clean", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--embeddings", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-lengths", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    workers = [int(w) for w in str(args.workers).split(",")]
+    if args.child_check:
+        return child_check(args.child_check, args.embeddings, workers[0], not args.no_lengths)
+    if args.child_clean:
+        return child_clean(args.child_clean, workers[0])
     with tempfile.TemporaryDirectory() as folder:
-        big, small = Path(folder) / "big.jsonl", Path(folder) / "small.jsonl"
+        speed_runs(Path(folder), args, workers)
+        if args.big_rows:
+            big_file(Path(folder), args.big_rows, workers[-1])
+    print(f"load average at the end: {os.getloadavg()}; cpus {os.cpu_count()}")
+
+
+def speed_runs(folder: Path, args: argparse.Namespace, workers: list[int]) -> None:
+    """The 100,000-row check per worker count and the 10,000-row check with embeddings."""
+    big, small = folder / "big.jsonl", folder / "small.jsonl"
+    if args.rows:
         generate(big, args.rows)
+    if args.embed_rows:
         generate(small, args.embed_rows, seed=1)
         fast, slow = peer_ratio(small)
         print(f"token counting: batched {fast:.0f} rows/s vs encode() {slow:.0f} rows/s "
               f"({fast / slow:.1f}x), identical counts", flush=True)
-        seconds, cpu, report = run_check(big, embeddings=False, workers=args.workers)
-        print(f"check without embeddings, {args.rows:,} rows, {args.workers} worker(s): "
-              f"{seconds:.1f} s wall, "
-              f"{cpu:.1f} s CPU ({args.rows / seconds:,.0f} rows/s); steps "
-              f"{report['timings_s']}", flush=True)
-        seconds, cpu, report = run_check(small, embeddings=True)
-        print(f"check with embeddings, {args.embed_rows:,} rows: {seconds:.1f} s wall, "
-              f"{cpu:.1f} s CPU (clusters step {report['timings_s']['clusters']} s, "
-              f"k={report['clusters']['k']})", flush=True)
-    print(f"load average at the end: {os.getloadavg()}")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS: {peak:.0f} MiB; threads {args.threads}; cpus {os.cpu_count()}")
+    for count in workers if args.rows else []:
+        result = run_check(big, embeddings=False, workers=count, threads=args.threads)
+        print(f"check without embeddings, {args.rows:,} rows, {count} worker(s): "
+              f"{result['wall']:.1f} s wall, {result['cpu']:.1f} s CPU in the main process "
+              f"({args.rows / result['wall']:,.0f} rows/s), peak RSS "
+              f"{result['rss_mib']:,.0f} MiB; steps {result['report']['timings_s']}",
+              flush=True)
+    if args.embed_rows:
+        result = run_check(small, embeddings=True, workers=workers[-1], threads=args.threads)
+        report = result["report"]
+        print(f"check with embeddings, {args.embed_rows:,} rows, {workers[-1]} worker(s): "
+              f"{result['wall']:.1f} s wall, {result['cpu']:.1f} s CPU (clusters step "
+              f"{report['timings_s']['clusters']} s, k={report['clusters']['k']})", flush=True)
 
 
 if __name__ == "__main__":

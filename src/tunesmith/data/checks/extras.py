@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
 from tunesmith.data.checks import sensitive
+from tunesmith.data.checks.duplicates import word_hashes
 from tunesmith.data.checks.features import Chunk, Texts
 from tunesmith.data.checks.quality import repetitive
 from tunesmith.data.checks.rows import full_text
@@ -19,6 +19,8 @@ from tunesmith.data.records import Conversation
 
 LIST_LIMIT = 50
 PAIR_MERGE_EVERY = 64  # chunks between folding distinct word-pair hashes together
+
+_PAIR_MIX = np.uint64(0x9E3779B97F4A7C15)  # word-pair hash: h(a) * mix + h(b), mod 2**64
 
 Finder = Callable[[str], list[sensitive.Finding]]
 
@@ -35,7 +37,8 @@ def row_extras(finder: Finder) -> Callable[[Conversation, Texts, dict, dict], No
         extra.setdefault("key_words", []).append(len(words))
         extra.setdefault("answer_words", []).append(len(texts.answer.split()))
         extra.setdefault("vocab", Counter()).update(words)
-        extra.setdefault("pairs", []).extend(hash(f"{a} {b}") for a, b in pairwise(words))
+        hashes = word_hashes(texts.key)
+        extra.setdefault("pairs", []).append(hashes[:-1] * _PAIR_MIX + hashes[1:])
         extra["pair_total"] = extra.get("pair_total", 0) + max(0, len(words) - 1)
         for name in ("shape",):
             extra.setdefault("shapes", Counter())[info.get(name)] += 1
@@ -85,7 +88,8 @@ class Extras:
         self.answer_words += sum(extra.get("answer_words", []))
         for name in ("vocab", "shapes", "handled", "ignored"):
             getattr(self, name).update(extra.get(name, Counter()))
-        self.pairs.append(np.unique(np.array(extra.get("pairs", []), dtype=np.int64)))
+        pairs = extra.get("pairs", [])
+        self.pairs.append(np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.uint64))
         self.pair_total += extra.get("pair_total", 0)
         if self.chunks % PAIR_MERGE_EVERY == 0:
             self.pairs = [np.unique(np.concatenate(self.pairs))]

@@ -144,8 +144,9 @@ def numbered(paths: Iterable[str | Path], fixes: list[str]) -> Iterator[tuple[in
         fixes.extend(notes.fixes)
 
 
-def chunked(items: Iterator[Any], size: int = CHUNK) -> Iterator[list[Any]]:
-    """Lists of up to `size` items."""
+def chunked(items: Iterator[Any], size: int | None = None) -> Iterator[list[Any]]:
+    """Lists of up to `size` (default CHUNK) items."""
+    size = size or CHUNK
     batch: list[Any] = []
     for item in items:
         batch.append(item)

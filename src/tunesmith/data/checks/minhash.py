@@ -14,11 +14,11 @@ from itertools import pairwise
 import numpy as np
 
 NUM_PERM = 64
-_PRIME = np.uint64((1 << 61) - 1)
 _RNG = np.random.default_rng(1)
-# a, b < 2**32 so a * h + b (h < 2**32) never overflows uint64
-_A = _RNG.integers(1, 1 << 32, NUM_PERM, dtype=np.uint64)[:, None]
-_B = _RNG.integers(0, 1 << 32, NUM_PERM, dtype=np.uint64)[:, None]
+# multiply-shift hashing: the high 32 bits of (a * h + b) mod 2**64, a odd
+_A = (_RNG.integers(0, 1 << 63, NUM_PERM, dtype=np.uint64) * np.uint64(2) + np.uint64(1))[
+    :, None]
+_B = _RNG.integers(0, 1 << 63, NUM_PERM, dtype=np.uint64)[:, None]
 _MIX = _RNG.integers(1, 1 << 32, NUM_PERM, dtype=np.uint64)
 SUB_BATCH = 256  # rows per signature batch: [64, shingles] uint64 stays near 10 MB
 
@@ -30,10 +30,10 @@ def signatures(shingle_sets: Sequence[np.ndarray]) -> np.ndarray:
         part = shingle_sets[start : start + SUB_BATCH]
         sizes = np.array([max(1, len(s)) for s in part])
         flat = np.concatenate([s if len(s) else np.zeros(1, np.uint32) for s in part])
-        values = (_A * flat.astype(np.uint64)[None, :] + _B) % _PRIME  # [perm, shingles]
+        values = (_A * flat.astype(np.uint64)[None, :] + _B) >> np.uint64(32)  # [perm, shingles]
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         mins = np.minimum.reduceat(values, offsets, axis=1)  # [perm, rows]
-        out[start : start + len(part)] = (mins & np.uint64(0xFFFFFFFF)).T
+        out[start : start + len(part)] = mins.T
     return out
 
 
