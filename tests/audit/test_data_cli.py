@@ -50,3 +50,28 @@ def test_clean_prints_counts(tmp_path: Path, capsys) -> None:
     assert code == 0
     out = capsys.readouterr().out
     assert f"{planted.rows} rows in:" in out and "Redacted: 8" in out
+
+
+def test_check_reads_a_saved_dataset_with_two_workers(tmp_path: Path) -> None:
+    import pytest
+
+    datasets = pytest.importorskip("datasets")
+    rows = [{"prompt": f"What is {i} plus {i}?", "completion": f"{2 * i}."} for i in range(40)]
+    datasets.Dataset.from_list(rows + rows[:3]).save_to_disk(str(tmp_path / "saved"))
+    code = main(["data", "check", str(tmp_path / "saved"), "--out", str(tmp_path / "r"),
+                 "--no-lengths", "--workers", "2"])
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert code == 0 and report["schema_check"]["train"]["rows"] == 43
+    assert [g["rows"] for g in report["duplicates"]["exact"]][0] == [
+        f"{tmp_path / 'saved'}:row 1", f"{tmp_path / 'saved'}:row 41"]
+
+
+def test_check_names_the_line_of_an_unterminated_csv_quote(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text('text,category\nhi there,greet\n"lost my card,card\n'
+                    "where is my card,card\nbye now,farewell\n")
+    code = main(["data", "check", str(path), "--out", str(tmp_path / "r"), "--no-lengths"])
+    schema = json.loads((tmp_path / "r" / "report.json").read_text())["schema_check"]["train"]
+    assert code == 0 and schema["rows"] == 4 and schema["usable"] == 3
+    (problem,) = schema["problem_rows"]
+    assert problem["row"] == f"{path}:3" and "unterminated quote" in problem["reason"]

@@ -60,9 +60,10 @@ def data_clean(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace) -> Any:
     from tunesmith.config import RunConfig, load_config
 
-    if args.config or args.set:
-        return load_config(args.config, args.set)
-    return RunConfig()
+    config = load_config(args.config, args.set) if args.config or args.set else RunConfig()
+    if args.workers is not None:
+        config.data.workers = args.workers
+    return config
 
 
 def _mapping(config: Any) -> Any:
@@ -109,7 +110,10 @@ def register(subparsers: Any, add_common: Callable[[argparse.ArgumentParser], No
 def _shared(parser: argparse.ArgumentParser,
             add_common: Callable[[argparse.ArgumentParser], None]) -> None:
     add_common(parser)
-    parser.add_argument("data", nargs="+", help="data files (JSONL, JSON, CSV, Parquet)")
+    parser.add_argument("data", nargs="+", help="data files (JSONL, JSON, CSV, TSV, Parquet, "
+                        "Arrow) or folders saved by datasets' save_to_disk")
+    parser.add_argument("--workers", type=int, help="processes for the per-row work "
+                        "(default: data.workers); rows stream through them in chunks")
     parser.add_argument("--config", help="run config (model, data settings, audit limits)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. audit.max_leaked_rows=0")
