@@ -62,8 +62,13 @@ def test_check_reads_a_saved_dataset_with_two_workers(tmp_path: Path) -> None:
                  "--no-lengths", "--workers", "2"])
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert code == 0 and report["schema_check"]["train"]["rows"] == 43
-    assert [g["rows"] for g in report["duplicates"]["exact"]][0] == [
+    assert report["duplicates"]["exact"][0]["rows"] == [
         f"{tmp_path / 'saved'}:row 1", f"{tmp_path / 'saved'}:row 41"]
+    code = main(["data", "clean", str(tmp_path / "saved"), "--out", str(tmp_path / "c"),
+                 "--workers", "2"])
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert code == 0 and manifest["counts"]["dropped_rows"] == 3
+    assert len(manifest["inputs"][0]["sha256"]) == 64
 
 
 def test_check_names_the_line_of_an_unterminated_csv_quote(tmp_path: Path) -> None:

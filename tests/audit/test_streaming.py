@@ -80,7 +80,7 @@ def test_features_hold_no_text(planted) -> None:
         assert all(a.dtype == np.uint32 for a in chunk.bands.values())
 
 
-def _normalise(raw):  # noqa: ANN001, ANN202
+def _normalise(raw: object) -> tuple:
     from tunesmith.data.checks.rows import RowNormaliser
 
     return RowNormaliser("auto", None, None)(raw)

@@ -22,6 +22,7 @@ import random
 import re
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -100,7 +101,9 @@ def clean_data(paths: list[str], out: Path, shape: str = "auto",
     return _write(paths, out, shape, mapping, options, decide)
 
 
-def _cleaner(redact: bool):
+def _cleaner(redact: bool) -> Callable[[Any], tuple[Any, list[str]]]:
+    """A RowNormaliser transform: the row with every string cleaned (and redacted)."""
+
     def transform(value: Any) -> tuple[Any, list[str]]:
         cleaned = clean_value(value, redact, Counter())
         return cleaned, ["changed"] if cleaned != value else []

@@ -17,7 +17,7 @@ from tunesmith.data.checks import balance, minhash
 from tunesmith.data.checks.contradictions import PROMPT_THRESHOLD, _group_pairs
 from tunesmith.data.checks.duplicates import UnionFind, jaccard, shingles
 from tunesmith.data.checks.features import Texts, fetch_texts
-from tunesmith.data.checks.table import RowTable
+from tunesmith.data.checks.table import RefList, RowTable
 
 LIST_LIMIT = 50
 CROSS_BUCKET = 32  # train rows compared per eval row and band at most
@@ -33,7 +33,7 @@ class Side:
     texts: dict[int, Texts] = field(default_factory=dict)
 
     @property
-    def refs(self):
+    def refs(self) -> RefList:
         return self.table.refs
 
     def lookup_key(self) -> np.ndarray:
