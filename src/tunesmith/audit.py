@@ -71,22 +71,22 @@ def audit_data(train: list[str], eval_files: list[str], config: RunConfig,
     options = options or AuditOptions()
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    mapping, label_field = first_row_mapping(train, config.data.format, mapping_of(config))
-    normalise = RowNormaliser(config.data.format, mapping, label_field)
+    normalise = _normaliser(train, config)
+    label_field = normalise.label_field
     counter = _token_counter(config) if options.lengths else None
     finder = _sensitive_finder(config)
     with _timer(timings, "scan"):
         ours = _scan(train, normalise, counter, finder, config, options)
-        other = _scan(eval_files, normalise, None, finder, config, options) if (
-            eval_files) else None
+        other = _scan(eval_files, _normaliser(eval_files, config), None, finder, config,
+                      options) if eval_files else None
     table = ours.side.table
     if not table.rows:
         raise DataError(f"{', '.join(train)}: no rows found; check the file is not empty")
     report: dict[str, Any] = {"schema": REPORT_SCHEMA, "version": REPORT_VERSION,
                               "inputs": {"train": train, "eval": eval_files}}
     report["lengths"] = _lengths(ours, config, options)
-    report["schema_check"] = {"train": _schema_of(ours, label_field)} | (
-        {"eval": _schema_of(other, label_field)} if other else {})
+    report["schema_check"] = {"train": _schema_of(ours)} | (
+        {"eval": _schema_of(other)} if other else {})
     report["quality"] = quality_section(ours.extras, table.refs)
     with _timer(timings, "compare"):
         checks = TextChecks(ours.side, other.side if other else None,
@@ -145,6 +145,12 @@ def _scan(paths: list[str], normalise: RowNormaliser, counter: Any, finder: Any,
     return Scanned(side, extras)
 
 
+def _normaliser(paths: list[str], config: RunConfig) -> RowNormaliser:
+    """A normaliser for the files, inferring a labelled table from their own first row."""
+    mapping, label_field = first_row_mapping(paths, config.data.format, mapping_of(config))
+    return RowNormaliser(config.data.format, mapping, label_field)
+
+
 def _sensitive_finder(config: RunConfig) -> Any:
     """The built-in detectors, merged with Presidio's when audit.presidio is on."""
     if not config.audit.presidio:
@@ -158,14 +164,14 @@ def _sensitive_finder(config: RunConfig) -> Any:
 # --- schema and lengths ------------------------------------------------------------------
 
 
-def _schema_of(scanned: Scanned, label_field: str | None) -> dict:
+def _schema_of(scanned: Scanned) -> dict:
     table, extras = scanned.side.table, scanned.extras
     return {
         "rows": table.rows,
         "usable": table.usable,
         "rejected": table.rejected,
         "formats": dict(extras.shapes),
-        "label_field": label_field,
+        "label_field": scanned.side.normalise.label_field,
         "problems": dict(table.reject_rules.most_common()),
         "problem_rows": [{"row": str(r.ref), "rule": r.rule, "field": r.field,
                           "reason": r.reason} for r in table.rejects[:LIST_LIMIT]],

@@ -72,6 +72,7 @@ class Extras:
     ignored: Counter = field(default_factory=Counter)
     sensitive: list[tuple[int, list[tuple[str, str]]]] = field(default_factory=list)
     sensitive_kinds: Counter = field(default_factory=Counter)
+    sensitive_by_kind: dict[str, list[int]] = field(default_factory=dict)
     sensitive_rows: int = 0
     usable: int = 0
     chunks: int = 0
@@ -99,7 +100,11 @@ class Extras:
         for local, items in found:
             self.sensitive_rows += 1
             self.sensitive_kinds.update(kind for kind, _ in items)
-            if len(self.sensitive) < 10 * LIST_LIMIT:
+            for kind, _ in items:
+                listed = self.sensitive_by_kind.setdefault(kind, [])
+                if len(listed) < LIST_LIMIT:
+                    listed.append(offset + local)
+            if len(self.sensitive) < LIST_LIMIT:
                 self.sensitive.append((offset + local, items))
 
     def column(self, name: str) -> np.ndarray:
@@ -112,18 +117,13 @@ class Extras:
 
 def sensitive_section(extras: Extras, refs: Any) -> dict:
     """Counts per kind, rows per kind (listed up to LIST_LIMIT) and masked examples."""
-    rows_by_kind: dict[str, list[str]] = {}
-    examples = []
-    for position, items in extras.sensitive:
-        for kind, _ in items:
-            listed = rows_by_kind.setdefault(kind, [])
-            if len(listed) < LIST_LIMIT:
-                listed.append(refs[position])
-        if len(examples) < LIST_LIMIT:
-            examples.append({"row": refs[position], "found": [
-                {"kind": kind, "value": value} for kind, value in items]})
+    examples = [{"row": refs[position], "found": [{"kind": kind, "value": value}
+                                                  for kind, value in items]}
+                for position, items in extras.sensitive]
     return {"rows": extras.sensitive_rows, "counts": dict(extras.sensitive_kinds.most_common()),
-            "rows_by_kind": rows_by_kind, "examples": examples}
+            "rows_by_kind": {kind: [refs[p] for p in rows]
+                             for kind, rows in extras.sensitive_by_kind.items()},
+            "examples": examples}
 
 
 def quality_section(extras: Extras, refs: Any, limit: int = LIST_LIMIT) -> dict:
