@@ -224,8 +224,10 @@ def _balance(scanned: Scanned, answers: dict) -> dict:
     labels = scanned.side.table.labels
     section = balance.label_balance(labels) if labels is not None else answers
     extras = scanned.extras
+    distinct, estimated = extras.distinct_pairs()
     section["diversity"] = balance.diversity_from(extras.column("key_words"), extras.vocab,
-                                                  extras.distinct_pairs(), extras.pair_total)
+                                                  distinct, extras.pair_total)
+    section["diversity"]["distinct_2_estimated"] = estimated
     return section
 
 

@@ -84,3 +84,19 @@ def _normalise(raw: object) -> tuple:
     from tunesmith.data.checks.rows import RowNormaliser
 
     return RowNormaliser("auto", None, None)(raw)
+
+
+def test_distinct_word_pairs_exact_then_estimated(monkeypatch) -> None:
+    from tunesmith.data.checks import extras as extras_module
+
+    rng = np.random.default_rng(1)
+    true = rng.integers(0, 2**63, 40_000, dtype=np.uint64)
+    for sketch, exact in ((1 << 20, True), (4096, False)):
+        monkeypatch.setattr(extras_module, "PAIR_SKETCH", sketch)
+        totals = extras_module.Extras()
+        for part in np.array_split(np.concatenate([true, true[:5000]]), 70):
+            chunk = features.Chunk(extra={"pairs": [extras_module._spread(part)]})
+            totals.merge(chunk)
+        count, estimated = totals.distinct_pairs()
+        assert estimated is not exact
+        assert count == 40_000 if exact else abs(count - 40_000) < 40_000 * 0.05

@@ -19,8 +19,22 @@ from tunesmith.data.records import Conversation
 
 LIST_LIMIT = 50
 PAIR_MERGE_EVERY = 64  # chunks between folding distinct word-pair hashes together
+# distinct word pairs are counted exactly up to this many, then estimated from the smallest
+# PAIR_SKETCH hashes (k-minimum values; relative error about 1/sqrt(PAIR_SKETCH) = 0.1%)
+PAIR_SKETCH = 1 << 20
 
 _PAIR_MIX = np.uint64(0x9E3779B97F4A7C15)  # word-pair hash: h(a) * mix + h(b), mod 2**64
+
+
+
+def _spread(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: uniform 64-bit hashes, which the k-minimum estimate needs."""
+    values = values ^ (values >> np.uint64(30))
+    values = values * np.uint64(0xBF58476D1CE4E5B9)
+    values = values ^ (values >> np.uint64(27))
+    values = values * np.uint64(0x94D049BB133111EB)
+    return values ^ (values >> np.uint64(31))
+
 
 Finder = Callable[[str], list[sensitive.Finding]]
 
@@ -38,7 +52,7 @@ def row_extras(finder: Finder) -> Callable[[Conversation, Texts, dict, dict], No
         extra.setdefault("answer_words", []).append(len(texts.answer.split()))
         extra.setdefault("vocab", Counter()).update(words)
         hashes = word_hashes(texts.key)
-        extra.setdefault("pairs", []).append(hashes[:-1] * _PAIR_MIX + hashes[1:])
+        extra.setdefault("pairs", []).append(_spread(hashes[:-1] * _PAIR_MIX + hashes[1:]))
         extra["pair_total"] = extra.get("pair_total", 0) + max(0, len(words) - 1)
         for name in ("shape",):
             extra.setdefault("shapes", Counter())[info.get(name)] += 1
@@ -93,7 +107,7 @@ class Extras:
         self.pairs.append(np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.uint64))
         self.pair_total += extra.get("pair_total", 0)
         if self.chunks % PAIR_MERGE_EVERY == 0:
-            self.pairs = [np.unique(np.concatenate(self.pairs))]
+            self.pairs = [self._smallest_pairs()]
         self._merge_sensitive(extra.get("sensitive", []), offset)
 
     def _merge_sensitive(self, found: list, offset: int) -> None:
@@ -111,8 +125,16 @@ class Extras:
         parts = getattr(self, name)
         return np.concatenate(parts) if parts else np.zeros(0, np.int32)
 
-    def distinct_pairs(self) -> int:
-        return len(np.unique(np.concatenate(self.pairs))) if self.pairs else 0
+    def _smallest_pairs(self) -> np.ndarray:
+        return np.unique(np.concatenate(self.pairs))[:PAIR_SKETCH] if self.pairs else (
+            np.zeros(0, np.uint64))
+
+    def distinct_pairs(self) -> tuple[int, bool]:
+        """Distinct word pairs, and whether the count is an estimate."""
+        kept = self._smallest_pairs()
+        if len(kept) < PAIR_SKETCH:
+            return len(kept), False
+        return round((PAIR_SKETCH - 1) * 2.0**64 / (float(kept[-1]) + 1.0)), True
 
 
 def sensitive_section(extras: Extras, refs: Any) -> dict:
