@@ -33,7 +33,7 @@ from tunesmith.data.checks import duplicates, minhash, sensitive
 from tunesmith.data.checks.features import ScanJob, chunked, numbered, scan
 from tunesmith.data.checks.rows import RowNormaliser, first_row_mapping
 from tunesmith.data.checks.table import RowTable, gather
-from tunesmith.data.checks.textchecks import Side, TextChecks, first_of
+from tunesmith.data.checks.textchecks import Side, TextChecks, first_positions
 from tunesmith.data.hashing import sha256_file
 from tunesmith.data.readers import RawRow
 from tunesmith.data.shapes import RowMapping, RowProblem, to_conversation
@@ -158,9 +158,9 @@ class _Decisions:
 
     def _duplicates(self, candidates: set[tuple[int, int]]) -> None:
         if self.options.drop_duplicates:
-            first: dict[int, int] = {}
-            for i in np.flatnonzero(self.alive).tolist():
-                keeper = first.setdefault(int(self.table.keys["full_key"][i]), i)
+            alive = np.flatnonzero(self.alive)
+            keepers = alive[first_positions(self.table.keys["full_key"][alive])]
+            for i, keeper in zip(alive.tolist(), keepers.tolist(), strict=True):
                 if keeper != i:
                     self._drop(i, "ExactDuplicate", f"same text as row index {self._raw(keeper)}")
         if self.options.drop_near_duplicates:
@@ -186,17 +186,15 @@ class _Decisions:
         if self.options.eval_fraction <= 0:
             return
         alive = np.flatnonzero(self.alive)
-        union = duplicates.UnionFind()
-        keys = self.side.lookup_key()[alive]
-        first = first_of(keys)
-        for i, key in zip(alive.tolist(), keys.tolist(), strict=True):
-            union.union(alive[first[key]], i)
+        firsts = alive[first_positions(self.side.lookup_key()[alive])]
+        union = duplicates.UnionFind()  # joins only the prompt groups that near pairs link
         for cluster in self._clusters(key_pairs, "key"):
             for member in cluster[1:]:
-                union.union(cluster[0], member)
+                union.union(int(firsts[np.searchsorted(alive, cluster[0])]),
+                            int(firsts[np.searchsorted(alive, member)]))
         groups: dict[int, list[int]] = defaultdict(list)
-        for i in alive.tolist():
-            groups[union.find(i)].append(i)
+        for i, first in zip(alive.tolist(), firsts.tolist(), strict=True):
+            groups[union.find(first) if first in union.parent else first].append(i)
         labels = self.table.labels
         strata: dict[str, list[list[int]]] = defaultdict(list)
         for root in sorted(groups):

@@ -7,7 +7,6 @@ Positions here index a side's usable rows.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -48,21 +47,27 @@ class Side:
         self.texts = {raw[position]: texts for position, (_, texts) in found.items()}
 
 
-def first_of(keys: np.ndarray, skip_zero: bool = False) -> dict[int, int]:
-    """Key -> first position holding it."""
-    first: dict[int, int] = {}
-    for position, key in enumerate(keys.tolist()):
-        if key or not skip_zero:
-            first.setdefault(key, position)
-    return first
+def first_positions(keys: np.ndarray, skip_zero: bool = False) -> np.ndarray:
+    """Per row, the first position holding its key; [rows] int64 (-1 for a skipped zero)."""
+    if not len(keys):
+        return np.zeros(0, np.int64)
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    out = first[inverse].astype(np.int64)
+    if skip_zero:
+        out[keys == 0] = -1
+    return out
 
 
-def exact_groups(keys: np.ndarray) -> list[list[int]]:
+def exact_groups(keys: np.ndarray, skip_zero: bool = False) -> list[list[int]]:
     """Positions sharing a key, groups of two or more, in order of first appearance."""
     order = np.argsort(keys, kind="stable")
-    cuts = np.flatnonzero(np.diff(keys[order])) + 1
-    groups = [g.tolist() for g in np.split(order, cuts) if len(g) > 1]
-    return sorted((sorted(g) for g in groups), key=lambda g: g[0])
+    sorted_keys = keys[order]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_keys)) + 1]).astype(np.int64)
+    sizes = np.diff(np.concatenate([starts, [len(keys)]])).astype(np.int64)
+    groups = [order[a : a + n].tolist() for a, n in zip(starts[sizes > 1], sizes[sizes > 1],
+                                                       strict=True)
+              if not (skip_zero and sorted_keys[a] == 0)]
+    return sorted(groups, key=lambda g: g[0])  # stable sort: members already ascending
 
 
 class TextChecks:
@@ -77,8 +82,8 @@ class TextChecks:
         for group in self.exact:
             copies[group[1:]] = True
         self.near_candidates = minhash.candidate_pairs(train.table.bands["full"], ~copies)
-        reps = np.zeros(train.table.usable, bool)
-        reps[list(first_of(keys["prompt_key"], skip_zero=True).values())] = True
+        reps = first_positions(keys["prompt_key"], skip_zero=True) == np.arange(
+            train.table.usable)
         self.prompt_candidates = minhash.candidate_pairs(train.table.bands["prompt"], reps)
         self.prompt_groups = self._prompt_groups(self.prompt_candidates)
         self.leak_candidates = self._leak_candidates() if other else {}
@@ -131,11 +136,10 @@ class TextChecks:
     def _prompt_groups(self, pairs: set[tuple[int, int]]) -> list[list[int]]:
         """Same-prompt groups, joined through near-same `pairs`, whose answers differ."""
         keys = self.train.table.keys
-        union = UnionFind()
-        first = first_of(keys["prompt_key"], skip_zero=True)
-        for position, key in enumerate(keys["prompt_key"].tolist()):
-            if key:
-                union.union(first[key], position)
+        union = UnionFind()  # only rows sharing a prompt or in a pair can form a group
+        for group in exact_groups(keys["prompt_key"], skip_zero=True):
+            for position in group[1:]:
+                union.union(group[0], position)
         for a, b in pairs:
             union.union(a, b)
         answers = keys["answer_key"]
@@ -178,37 +182,41 @@ class TextChecks:
     def _leak_candidates(self) -> dict[int, list[int]]:
         """Eval position -> train positions to compare (first rows of each train key)."""
         train_keys, other_keys = self.train.lookup_key(), self.other.lookup_key()
-        self.train_first = first_of(train_keys)
-        firsts = np.array(sorted(self.train_first.values()), dtype=np.int64)
-        bands_t = self.train.table.bands["key"][firsts]
-        bands_e = self.other.table.bands["key"]
-        found: dict[int, set[int]] = defaultdict(set)
-        for position, key in enumerate(other_keys.tolist()):
-            if key in self.train_first:
-                found[position].add(self.train_first[key])
+        firsts = np.flatnonzero(first_positions(train_keys) == np.arange(len(train_keys)))
+        order = np.argsort(train_keys[firsts])
+        self.train_sorted = (train_keys[firsts][order], firsts[order])
+        exact = self._exact_hit(other_keys)
+        found: dict[int, set[int]] = {int(p): {int(exact[p])}
+                                      for p in np.flatnonzero(exact >= 0)}
+        bands_t, bands_e = self.train.table.bands["key"][firsts], self.other.table.bands["key"]
         for band in range(bands_t.shape[1]):
-            order = np.argsort(bands_t[:, band], kind="stable")
-            values = bands_t[order, band]
+            band_order = np.argsort(bands_t[:, band], kind="stable")
+            values = bands_t[band_order, band]
             lo = np.searchsorted(values, bands_e[:, band], "left")
-            hi = np.searchsorted(values, bands_e[:, band], "right")
-            for position in np.flatnonzero(hi > lo).tolist():
-                if other_keys[position] in self.train_first:
-                    continue
-                hits = order[lo[position] : min(hi[position], lo[position] + CROSS_BUCKET)]
-                found[position].update(firsts[hits].tolist())
+            hi = np.minimum(np.searchsorted(values, bands_e[:, band], "right"), lo + CROSS_BUCKET)
+            for position in np.flatnonzero((hi > lo) & (exact < 0)).tolist():
+                hits = firsts[band_order[lo[position] : hi[position]]]
+                found.setdefault(position, set()).update(hits.tolist())
         return {p: sorted(t) for p, t in found.items()}
+
+    def _exact_hit(self, other_keys: np.ndarray) -> np.ndarray:
+        """Per eval row, the first train row with the same key, else -1."""
+        keys, rows = self.train_sorted
+        if not len(keys):
+            return np.full(len(other_keys), -1, np.int64)
+        at = np.minimum(np.searchsorted(keys, other_keys), len(keys) - 1)
+        return np.where(keys[at] == other_keys, rows[at], -1)
 
     def _leakage(self) -> dict:
         if self.other is None:
             return {"skipped": "no eval data given (--eval)"}
         other, train = self.other, self.train
-        other_keys = other.lookup_key()
+        exact = self._exact_hit(other.lookup_key())
         answers_t, answers_e = train.table.keys["answer_key"], other.table.keys["answer_key"]
         leaks = []
         for position in sorted(self.leak_candidates):
-            key = int(other_keys[position])
-            if key in self.train_first:
-                hit, score = self.train_first[key], 1.0
+            if exact[position] >= 0:
+                hit, score = int(exact[position]), 1.0
             else:
                 mine = shingles(other.texts[position].key)
                 scored = [(jaccard(mine, shingles(train.texts[t].key)), t)
