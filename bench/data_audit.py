@@ -2,11 +2,11 @@
 each worker count given) and 10,000 rows with embeddings. Prints seconds, rows/s and the peak
 RSS of each check (each runs in its own process), plus the speed-up of the batched token
 counter over encoding rows one by one (its peer, measured in the same run). With --big-rows,
-also checks and cleans a file of that many rows (1,000,000 make about 1 GB) and prints peak
-RSS against the file size.
+also checks (and with --big-clean cleans) a file of that many rows (1,000,000 make about
+0.8 GB) and prints peak RSS against the file size.
 
     python bench/data_audit.py [--rows 100000] [--embed-rows 10000] [--threads 2]
-                               [--workers 1,2] [--big-rows 1000000]
+                               [--workers 1,2] [--big-rows 1000000 [--big-clean]]
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def peer_ratio(path: Path, sample: int = 2000) -> tuple[float, float]:
     return fast, slow
 
 
-def big_file(folder: Path, rows: int, workers: int) -> None:
+def big_file(folder: Path, rows: int, workers: int, clean: bool) -> None:
     """Check and clean a large generated file; print peak RSS against its size."""
     path = folder / "large.jsonl"
     start = time.perf_counter()
@@ -133,6 +133,8 @@ def big_file(folder: Path, rows: int, workers: int) -> None:
           f"{result['rss_mib'] / size:.2f} x file size; exact copies "
           f"{report['duplicates']['exact_duplicate_rows']:,}, sensitive rows "
           f"{report['sensitive']['rows']:,}; steps {report['timings_s']}", flush=True)
+    if not clean:
+        return
     args = [sys.executable, __file__, "--child-clean", str(path), "--workers", str(workers)]
     done = subprocess.run(args, capture_output=True, text=True, check=True)
     clean = json.loads(done.stdout.strip().splitlines()[-1])
@@ -156,6 +158,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--embed-rows", type=int, default=10_000)
     parser.add_argument("--big-rows", type=int, default=0)
+    parser.add_argument("--big-clean", action="store_true", help="also clean the large file")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", default="1,2",
                         help="data.workers values for the 100,000-row check (forked processes)")
@@ -176,7 +179,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         speed_runs(Path(folder), args, workers)
         if args.big_rows:
-            big_file(Path(folder), args.big_rows, workers[-1])
+            big_file(Path(folder), args.big_rows, workers[-1], args.big_clean)
     print(f"load average at the end: {os.getloadavg()}; cpus {os.cpu_count()}")
 
 
