@@ -6,9 +6,9 @@ Writes `train.jsonl` (and `eval.jsonl` when splitting) with kept rows in their o
 on the worker count), so running it twice gives byte-identical files, and cleaning a cleaned
 file changes nothing.
 
-It streams in three passes: cleaned rows become compact features (in `workers` processes);
-candidate duplicates are read again to be confirmed exactly; then every row is read, cleaned
-and written where its verdict says. Memory holds per-row hashes and the drop decisions, not
+It streams in three passes: cleaned rows become compact features; candidate duplicates are
+read again to be confirmed exactly; then every row is read, cleaned and written where its
+verdict says. The first and last passes run in `workers` forked processes. Memory holds per-row hashes and the drop decisions, not
 the rows.
 """
 
@@ -30,7 +30,7 @@ from typing import IO, Any
 import numpy as np
 
 from tunesmith.data.checks import duplicates, minhash, sensitive
-from tunesmith.data.checks.features import ScanJob, chunked, numbered, scan
+from tunesmith.data.checks.features import ScanJob, chunked, numbered, ordered_map, scan
 from tunesmith.data.checks.rows import RowNormaliser, first_row_mapping
 from tunesmith.data.checks.table import RowTable, gather
 from tunesmith.data.checks.textchecks import Side, TextChecks, first_positions
@@ -98,7 +98,7 @@ def clean_data(paths: list[str], out: Path, shape: str = "auto",
     side = Side(table, lambda: numbered(paths, []), cleaned)
     decide = _Decisions(side, options, label_field is not None)
     decide.run()
-    return _write(paths, out, shape, mapping, options, decide)
+    return _write(paths, out, shape, mapping, options, decide, workers)
 
 
 def _cleaner(redact: bool) -> Callable[[Any], tuple[Any, list[str]]]:
@@ -239,21 +239,30 @@ class _Outputs:
                 for n in self.names}
 
 
+_WRITE: tuple | None = None  # (shape, mapping, options, decisions) for forked workers
+
+
 def _write(paths: list[str], out: Path, shape: str, mapping: RowMapping | None,
-           options: CleanOptions, decide: _Decisions) -> dict:
+           options: CleanOptions, decide: _Decisions, workers: int) -> dict:
+    global _WRITE
     names = ["train.jsonl"] + (["eval.jsonl"] if options.eval_fraction > 0 else [])
     outputs = _Outputs(out, names + ["rejects.jsonl"])
     rules: Counter = Counter()
     counts = Counter()
-    for position, raw in numbered(paths, []):
-        counts["input"] += 1
-        entry, value = _verdict(position, raw, shape, mapping, options, decide)
-        if entry is not None:
-            outputs.write("rejects.jsonl", entry)
-            rules[entry["rule"]] += 1
-            counts[entry["action"]] += 1
-        if value is not None:
-            outputs.write("eval.jsonl" if position in decide.eval else "train.jsonl", value)
+    _WRITE = (shape, mapping, options, decide)
+    try:
+        for verdicts in ordered_map(_verdicts, chunked(numbered(paths, [])), workers):
+            for position, entry, value in verdicts:
+                counts["input"] += 1
+                if entry is not None:
+                    outputs.write("rejects.jsonl", entry)
+                    rules[entry["rule"]] += 1
+                    counts[entry["action"]] += 1
+                if value is not None:
+                    split = "eval" if position in decide.eval else "train"
+                    outputs.write(f"{split}.jsonl", value)
+    finally:
+        _WRITE = None
     written = outputs.close()
     manifest = {
         "inputs": [{"path": str(p), "sha256": sha256_file(Path(p))} for p in paths],
@@ -266,6 +275,13 @@ def _write(paths: list[str], out: Path, shape: str, mapping: RowMapping | None,
     }
     _write_lines(out / "manifest.json", [json.dumps(manifest, indent=2, ensure_ascii=False)])
     return manifest
+
+
+def _verdicts(raws: list[tuple[int, RawRow]]) -> list[tuple[int, dict | None, Any]]:
+    """(position, rejects entry or None, row to keep or None) for a chunk of input rows."""
+    shape, mapping, options, decide = _WRITE  # type: ignore[misc]
+    return [(position, *_verdict(position, raw, shape, mapping, options, decide))
+            for position, raw in raws]
 
 
 def _verdict(position: int, raw: RawRow, shape: str, mapping: RowMapping | None,

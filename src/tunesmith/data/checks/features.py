@@ -163,24 +163,28 @@ def scan(job: ScanJob, chunks: Iterator[list[tuple[int, RawRow]]],
     global _JOB
     _JOB = job
     try:
-        if workers <= 1:
-            yield from map(scan_chunk, chunks)
-            return
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            yield from _bounded_map(pool, chunks, 2 * workers)
+        yield from ordered_map(scan_chunk, chunks, workers)
     finally:
         _JOB = None
 
 
-def _bounded_map(pool: Any, chunks: Iterator[list], inflight: int) -> Iterator[Chunk]:
-    """Like pool.imap, but reads ahead at most `inflight` chunks (imap reads everything)."""
-    pending: deque = deque()
-    for chunk in chunks:
-        pending.append(pool.apply_async(scan_chunk, (chunk,)))
-        if len(pending) >= inflight:
+def ordered_map(fn: Callable[[Any], Any], items: Iterator[Any], workers: int) -> Iterator[Any]:
+    """fn over items in order; workers > 1 fork processes that inherit module state.
+
+    Like pool.imap, but reads ahead at most 2 * workers items (imap reads them all, which
+    would pull a whole file into memory).
+    """
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.apply_async(fn, (item,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
             yield pending.popleft().get()
-    while pending:
-        yield pending.popleft().get()
 
 
 def fetch_texts(raws: Iterator[tuple[int, RawRow]], wanted: set[int],
