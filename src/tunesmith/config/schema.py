@@ -25,7 +25,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    train: list[str] = opt([], "training files (JSONL, JSON, CSV, Parquet)")
+    train: list[str] = opt([], "training files (JSONL, JSON, CSV, Parquet, Arrow) or saved "
+                           "dataset folders")
     eval: list[str] = opt([], "held-out files for eval loss; empty = split from train")
     test: list[str] = opt([], "files for generation metrics; empty = the eval split")
     eval_fraction: float = opt(0.05, "share of train held out when data.eval is empty",
