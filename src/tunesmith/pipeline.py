@@ -216,7 +216,7 @@ def run_train(config: RunConfig, resume: bool = False, progress: bool = True) ->
     model = _prepare(config, method, loaded.model)
     inputs = TrainInputs(model, method, data.train, data.eval, loaded.tokenizer.pad_token_id,
                          run_dir, resume=resume, progress=progress,
-                         fingerprint=_fingerprint(config))
+                         fingerprint=_fingerprint(config), max_length=config.data.max_length)
     result = train(inputs, config.training)
     outcome = RunOutcome(run_dir, data.counts, result)
     _write_summary(outcome)
