@@ -74,3 +74,15 @@ def test_supervised_loss_chunked_matches_plain_for_full_fine_tuning(tied: bool) 
     assert plain_grads.keys() == chunked_grads.keys()
     for name, grad in plain_grads.items():
         _close(chunked_grads[name], grad)
+
+
+def test_chunked_loss_builds_no_gradients_under_no_grad(monkeypatch) -> None:
+    hidden = torch.randn(6, 8, requires_grad=True)
+    weight = torch.randn(20, 8, requires_grad=True)
+    targets = torch.randint(0, 20, (6,))
+    calls = []
+    monkeypatch.setattr(torch.Tensor, "addmm_", lambda *a, **k: calls.append(a))
+    with torch.no_grad():
+        value = chunked_cross_entropy(hidden, weight, targets, chunk=4)
+    assert not calls  # no head-weight gradient was accumulated
+    assert value.item() == pytest.approx(_plain(hidden, weight, targets).item(), rel=1e-6)

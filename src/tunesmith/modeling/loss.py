@@ -65,6 +65,9 @@ class ChunkedCrossEntropy(torch.autograd.Function):
 def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                           chunk: int = CHUNK_ROWS) -> torch.Tensor:
     """Summed cross-entropy of the logits `hidden @ weight.T` [N, V] against `targets` [N]."""
+    if not torch.is_grad_enabled():
+        # needs_input_grad ignores no_grad: detach so evaluation builds no gradients
+        hidden, weight = hidden.detach(), weight.detach()
     return ChunkedCrossEntropy.apply(hidden, weight, targets, chunk)
 
 
