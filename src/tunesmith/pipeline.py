@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,15 @@ from tunesmith.evaluation.suite import ModelSource, SuiteInputs, evaluate_source
 from tunesmith.export.writers import export_adapter, export_merged, merge_and_check
 from tunesmith.formatting.chat import ChatFormatter, EncodedExample
 from tunesmith.modeling.adapters import LoraSettings
-from tunesmith.modeling.loading import load_model, load_tokenizer
+from tunesmith.modeling.loading import cache_root, load_model, load_tokenizer
 from tunesmith.rundir import init_run_dir, is_main_process, sha256_file, write_json
-from tunesmith.tokenization.examples import tokenize_conversations
+from tunesmith.tokenization.cache import (
+    load_tokenized,
+    save_tokenized,
+    tokenized_key,
+    tokenizer_fingerprint,
+)
+from tunesmith.tokenization.examples import TokenizeResult, tokenize_conversations
 from tunesmith.training.checkpoint import (
     STATE_FILE,
     check_fingerprint,
@@ -106,10 +112,8 @@ def prepare_data(config: RunConfig, tokenizer: Any, run_dir: Path) -> PreparedDa
                         "fix them or leave data.test empty to evaluate on the eval split")
     formatter = ChatFormatter(tokenizer, config.data.system_prompt, config.data.end_of_turn,
                               config.data.train_on)
-    encode = dict(formatter=formatter, max_length=config.data.max_length,
-                  truncation=config.data.truncation, workers=config.data.workers)
-    train_tok = tokenize_conversations(train_convs, **encode)
-    eval_tok = tokenize_conversations(eval_convs[: config.data.eval_max_rows], **encode)
+    train_tok, eval_tok = _tokenize(config, formatter, train_convs,
+                                    eval_convs[: config.data.eval_max_rows])
     late = train_tok.rejects + eval_tok.rejects
     if late and config.data.on_bad_row == "fail":
         raise DataError(f"{late[0].describe()} (data.on_bad_row is 'fail'; fix the row, raise "
@@ -136,6 +140,28 @@ def prepare_data(config: RunConfig, tokenizer: Any, run_dir: Path) -> PreparedDa
                        data_dir / "rejects.jsonl")
     return PreparedData(formatter, train_tok.examples, eval_tok.examples,
                         cases_from(test_convs), counts, train_convs)
+
+
+def _tokenize(config: RunConfig, formatter: ChatFormatter, train_convs: list[Conversation],
+              eval_convs: list[Conversation]) -> tuple[TokenizeResult, TokenizeResult]:
+    """Encode train and eval conversations, or load them from the tokenized-data cache."""
+    # every data field changes tokens or which rows are encoded, except these two
+    settings = {k: v for k, v in asdict(config.data).items() if k not in ("workers", "test")}
+    settings["end_of_turn_id"] = formatter.end_of_turn_id
+    inputs = [*config.data.train, *config.data.eval]
+    key = tokenized_key(inputs, tokenizer_fingerprint(formatter.tokenizer), settings)
+    root = cache_root(config.model.cache_dir) / "tokenized"
+    cached = load_tokenized(root, key)
+    if cached is not None:
+        logger.info("tokenized data loaded from the cache (%s); tokenization skipped",
+                    root / key)
+        return cached
+    encode = {"formatter": formatter, "max_length": config.data.max_length,
+              "truncation": config.data.truncation, "workers": config.data.workers}
+    train_tok = tokenize_conversations(train_convs, **encode)
+    eval_tok = tokenize_conversations(eval_convs, **encode)
+    save_tokenized(root, key, train_tok, eval_tok)
+    return train_tok, eval_tok
 
 
 def _method(config: RunConfig) -> Method:
@@ -216,7 +242,7 @@ def run_train(config: RunConfig, resume: bool = False, progress: bool = True) ->
     model = _prepare(config, method, loaded.model)
     inputs = TrainInputs(model, method, data.train, data.eval, loaded.tokenizer.pad_token_id,
                          run_dir, resume=resume, progress=progress,
-                         fingerprint=_fingerprint(config))
+                         fingerprint=_fingerprint(config), max_length=config.data.max_length)
     result = train(inputs, config.training)
     outcome = RunOutcome(run_dir, data.counts, result)
     _write_summary(outcome)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -13,12 +14,13 @@ ROWS = [{"prompt": f"Count to {n}.", "completion": " ".join(str(i) for i in rang
         for n in range(1, 9)]
 
 
-def _config(tmp_path: Path, toy_dir: Path, train: Path, name: str, batch: int) -> Path:
+def _config(tmp_path: Path, toy_dir: Path, train: Path, name: str, batch: int,
+            packing: bool) -> Path:
     cfg = {"output_dir": str(tmp_path / name), "model": {"name": str(toy_dir)},
            "data": {"train": [str(train)], "eval_fraction": 0.0, "max_length": 64},
            "method": {"name": "lora", "r": 4, "alpha": 8},
            "training": {"epochs": 2, "batch_size": batch, "lr": 1e-2, "eval_every": 0,
-                        "save_every": 0, "seed": 3},
+                        "save_every": 0, "seed": 3, "packing": packing},
            "evaluation": {"enabled": False}}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -30,15 +32,18 @@ def _weights(run: Path) -> dict:
     return torch.load(last / "weights.pt", weights_only=True)
 
 
-def test_two_processes_match_one(tmp_path: Path, toy_dir: Path, write_jsonl) -> None:
+@pytest.mark.parametrize(("packing", "port"), [(False, 29533), (True, 29534)])
+def test_two_processes_match_one(tmp_path: Path, toy_dir: Path, write_jsonl, packing: bool,
+                                 port: int) -> None:
+    # padded, and packed padding-free (same examples per process, so the same update)
     train = write_jsonl(ROWS)
-    one = _config(tmp_path, toy_dir, train, "one", 4)
-    two = _config(tmp_path, toy_dir, train, "two", 2)
+    one = _config(tmp_path, toy_dir, train, "one", 4, packing)
+    two = _config(tmp_path, toy_dir, train, "two", 2, packing)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "train", str(one)],
                    check=True, env=env, capture_output=True)
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-              "--master_addr", "127.0.0.1", "--master_port", "29533",
+              "--master_addr", "127.0.0.1", "--master_port", str(port),
               "-m", "tunesmith.cli.main", "train", str(two)]
     done = subprocess.run(launch, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

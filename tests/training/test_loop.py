@@ -26,17 +26,20 @@ def examples(tokenizer, write_jsonl):
     return tokenize_conversations(loaded.conversations, ChatFormatter(tokenizer), 128).examples
 
 
-def _toy(toy_dir: Path):
+def _toy(toy_dir: Path, attention: str = "sdpa"):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(toy_dir, dtype=torch.float32)
+    return AutoModelForCausalLM.from_pretrained(toy_dir, dtype=torch.float32,
+                                                attn_implementation=attention)
 
 
-def _one_step(toy_dir: Path, examples: list, batch_size: int, accum: int) -> tuple[dict, float]:
+def _one_step(toy_dir: Path, examples: list, batch_size: int, accum: int,
+              attention: str = "sdpa", **options) -> tuple[dict, float]:
     from accelerate import Accelerator
 
-    model = FullMethod().prepare(_toy(toy_dir))
-    cfg = TrainingConfig(batch_size=batch_size, grad_accum=accum, max_grad_norm=None)
+    model = FullMethod().prepare(_toy(toy_dir, attention))
+    cfg = TrainingConfig(batch_size=batch_size, grad_accum=accum, max_grad_norm=None,
+                         **options)
     optimizer = _Recorder(model.named_parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     inputs = TrainInputs(model, FullMethod(), examples, [], 2, Path("unused"))
@@ -77,6 +80,41 @@ def test_accumulation_normalises_by_all_supervised_tokens(toy_dir, examples) -> 
         assert (big[name] - small[name]).abs().max().item() <= 1e-5 * max(scale, 1e-8), name
 
 
+def _assert_same_grads(got: dict, expected: dict) -> None:
+    assert got.keys() == expected.keys()
+    for name, want in expected.items():
+        scale = want.abs().max().item()
+        assert (got[name] - want).abs().max().item() <= 1e-5 * max(scale, 1e-8), name
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("pack_length", [None, 24, 512])
+def test_packed_step_is_the_padded_step(toy_dir, examples, attention, pack_length) -> None:
+    # rows bounded by the longest example (None), several short rows (24), one row (512)
+    padded, loss_padded = _one_step(toy_dir, examples, 4, 1, attention)
+    packed, loss_packed = _one_step(toy_dir, examples, 4, 1, attention, packing=True,
+                                    pack_length=pack_length)
+    assert loss_packed == pytest.approx(loss_padded, rel=1e-5)
+    _assert_same_grads(packed, padded)
+
+
+def test_packing_attends_within_each_example_only(toy_dir, examples) -> None:
+    # control for the test above: the same rows with positions that do not restart differ
+    from tunesmith.tokenization.batching import pack_rows
+
+    module = SupervisedLoss(_toy(toy_dir))
+    batch = pack_rows(examples, 2, 512)
+    assert batch.input_ids.shape[0] == 1 and batch.attention_mask is None
+    with torch.no_grad():
+        restarted = module(batch.input_ids, batch.labels, None, batch.position_ids)[0]
+        running = torch.arange(batch.input_ids.shape[1])[None]
+        leaked = module(batch.input_ids, batch.labels, None, running)[0]
+        padded = module(**_tensors(collate(examples, 2)))[0]
+    assert restarted.item() == pytest.approx(padded.item(), rel=1e-5)
+    # the random toy model barely uses context, yet leaking is 10x the tolerance above
+    assert abs(leaked.item() - padded.item()) > 1e-5 * padded.item()
+
+
 def _tensors(batch) -> dict:
     return {"input_ids": batch.input_ids, "labels": batch.labels,
             "attention_mask": batch.attention_mask}
@@ -87,24 +125,28 @@ def _losses(path: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
-def _train(toy_dir: Path, examples: list, out: Path, resume: bool) -> None:
+def _train(toy_dir: Path, examples: list, out: Path, resume: bool, batch: int = 1,
+           packing: bool = False) -> None:
     method = LoraMethod(LoraSettings(r=4, alpha=8, dropout=0.1))
     model = method.prepare(_toy(toy_dir))
-    cfg = TrainingConfig(epochs=3, batch_size=1, lr=1e-2, save_every=2, eval_every=0,
-                         keep_checkpoints=10, warmup_ratio=0.2)
+    cfg = TrainingConfig(epochs=3, batch_size=batch, lr=1e-2, save_every=2, eval_every=0,
+                         keep_checkpoints=10, warmup_ratio=0.2, packing=packing)
     train(TrainInputs(model, method, examples, examples[:1], 2, out, resume=resume), cfg)
 
 
-def test_resume_gives_the_same_losses_across_epochs(toy_dir, examples, tmp_path) -> None:
+@pytest.mark.parametrize(("batch", "packing", "cut_at"), [(1, False, 6), (2, True, 4)])
+def test_resume_gives_the_same_losses_across_epochs(toy_dir, examples, tmp_path, batch,
+                                                    packing, cut_at) -> None:
     full = tmp_path / "full"
-    _train(toy_dir, examples, full, resume=False)
+    _train(toy_dir, examples, full, False, batch, packing)
     expected = _losses(full)
-    assert len(expected) == 12  # 4 examples, batch 1, 3 epochs
+    assert len(expected) == 12 // batch  # 4 examples, 3 epochs
     cut = tmp_path / "cut"
-    shutil.copytree(full / "checkpoints" / "step-0000006", cut / "checkpoints" / "step-0000006")
-    _train(toy_dir, examples, cut, resume=True)
+    name = f"step-{cut_at:07d}"
+    shutil.copytree(full / "checkpoints" / name, cut / "checkpoints" / name)
+    _train(toy_dir, examples, cut, True, batch, packing)
     resumed = _losses(cut)
-    assert sorted(resumed) == list(range(7, 13))
+    assert sorted(resumed) == list(range(cut_at + 1, 12 // batch + 1))
     for step, loss in resumed.items():
         assert loss == pytest.approx(expected[step], rel=1e-6, abs=1e-7), step
 

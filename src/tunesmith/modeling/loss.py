@@ -21,15 +21,72 @@ def base_model_of(model: Any) -> Any:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-class SupervisedLoss(nn.Module):
-    """Wrap a causal LM; forward returns (summed token loss, supervised token count)."""
+CHUNK_ROWS = 1024  # [1024, 49152] fp32 logits of the default model: 192 MiB per chunk
 
-    def __init__(self, model: Any) -> None:
+
+class ChunkedCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of `hidden @ weight.T` computed chunk by chunk.
+
+    The gradients w.r.t. hidden states and head weight are made in the forward pass, chunk
+    by chunk, so the [N, vocab] logits and their gradient never exist at once.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                chunk: int) -> torch.Tensor:
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_h = torch.empty_like(hidden) if need_h else None  # [N, H]
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) \
+            if need_w else None  # [V, H], fp32 to accumulate over chunks
+        for start in range(0, hidden.shape[0], chunk):
+            h, t = hidden[start : start + chunk], targets[start : start + chunk]
+            logits = (h @ weight.T).float()  # [C, V]
+            lse = torch.logsumexp(logits, dim=-1)
+            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            if need_h or need_w:
+                # d loss / d logits = softmax - one_hot(target), made in place in `logits`
+                grad = logits.sub_(lse[:, None]).exp_()  # [C, V] fp32
+                grad[torch.arange(t.shape[0], device=t.device), t] -= 1.0
+                if grad_h is not None:
+                    grad_h[start : start + chunk] = grad.to(weight.dtype) @ weight
+                if grad_w is not None:
+                    grad_w.addmm_(grad.T, h.float())
+        ctx.save_for_backward(grad_h, grad_w.to(weight.dtype) if grad_w is not None else None)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
+        grad_h, grad_w = ctx.saved_tensors
+        return (None if grad_h is None else grad_h * grad_out.to(grad_h.dtype),
+                None if grad_w is None else grad_w * grad_out.to(grad_w.dtype), None, None)
+
+
+def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                          chunk: int = CHUNK_ROWS) -> torch.Tensor:
+    """Summed cross-entropy of the logits `hidden @ weight.T` [N, V] against `targets` [N]."""
+    if not torch.is_grad_enabled():
+        # needs_input_grad ignores no_grad: detach so evaluation builds no gradients
+        hidden, weight = hidden.detach(), weight.detach()
+    return ChunkedCrossEntropy.apply(hidden, weight, targets, chunk)
+
+
+class SupervisedLoss(nn.Module):
+    """Wrap a causal LM; forward returns (summed token loss, supervised token count).
+
+    With `chunk_rows` set and a plain bias-free output layer, the loss walks the supervised
+    rows in chunks (see ChunkedCrossEntropy); otherwise it builds the [N, V] logits at once.
+    """
+
+    def __init__(self, model: Any, chunk_rows: int | None = CHUNK_ROWS) -> None:
         super().__init__()
         self.model = model
         base = base_model_of(model)
         self.decoder = base.get_decoder()
         self.head = base.get_output_embeddings()
+        # a subclass (quantized, adapter-wrapped) may change forward: keep the plain path
+        plain = type(self.head) is nn.Linear and self.head.bias is None
+        self.chunk_rows = chunk_rows if plain else None
 
     def forward(
         self,
@@ -43,6 +100,10 @@ class SupervisedLoss(nn.Module):
             use_cache=False,
         ).last_hidden_state  # [B, T, H]
         keep = labels != IGNORE_INDEX  # labels are pre-shifted: labels[t] follows input t
+        if self.chunk_rows:
+            loss = chunked_cross_entropy(hidden[keep], self.head.weight, labels[keep],
+                                         self.chunk_rows)
+            return loss, keep.sum()
         logits = self.head(hidden[keep]).float()  # [N, V], N = supervised tokens
         loss = nn.functional.cross_entropy(logits, labels[keep], reduction="sum")
         return loss, keep.sum()

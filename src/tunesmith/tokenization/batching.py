@@ -62,6 +62,45 @@ def pack(examples: list[EncodedExample], pad_id: int) -> Batch:
     )
 
 
+def fill_rows(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Group indices into rows of at most `capacity` tokens, first-fit decreasing.
+
+    Deterministic: longer items first, ties by index. An item longer than `capacity` gets a
+    row of its own.
+    """
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for index in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        slot = next((r for r, free in enumerate(room) if free >= lengths[index]), None)
+        if slot is None:
+            rows.append([])
+            room.append(capacity)
+            slot = len(rows) - 1
+        rows[slot].append(index)
+        room[slot] -= lengths[index]
+    return rows
+
+
+def pack_rows(examples: list[EncodedExample], pad_id: int, capacity: int) -> Batch:
+    """Pack examples into rows of at most `capacity` tokens, then right-pad the rows.
+
+    Rows are bounded because attention over one packed row is dense in its length. Padding
+    gets its own restarting positions, so it forms a separate block no example attends to.
+    """
+    rows = [pack([examples[i] for i in row], pad_id)
+            for row in fill_rows([len(e.input_ids) for e in examples], capacity)]
+    width = max(row.input_ids.shape[1] for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # [R, T]
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        n = row.input_ids.shape[1]
+        ids[r, :n], labels[r, :n], positions[r, :n] = row.input_ids[0], row.labels[0], \
+            row.position_ids[0]
+        positions[r, n:] = torch.arange(width - n)
+    return Batch(ids, labels, None, positions)
+
+
 def length_grouped_batches(
     lengths: list[int], batch_size: int, seed: int, group: int = 50
 ) -> list[list[int]]:

@@ -22,7 +22,12 @@ from tunesmith.config.schema import TrainingConfig
 from tunesmith.errors import CheckpointError
 from tunesmith.formatting.chat import EncodedExample
 from tunesmith.modeling.loss import SupervisedLoss, mean_token_loss
-from tunesmith.tokenization.batching import Batch, collate, length_grouped_batches
+from tunesmith.tokenization.batching import (
+    Batch,
+    collate,
+    length_grouped_batches,
+    pack_rows,
+)
 from tunesmith.training.checkpoint import (
     LoopState,
     check_fingerprint,
@@ -148,6 +153,7 @@ class TrainInputs:
     resume: bool = False
     progress: bool = True
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    max_length: int | None = None  # data.max_length: the default packed row length
 
 
 @dataclass
@@ -278,39 +284,49 @@ def _due(step: int, every: int, total: int) -> bool:
     return step == total or (every > 0 and step % every == 0)
 
 
+def _collate(examples: list[EncodedExample], pad_id: int, cfg: TrainingConfig,
+             max_length: int | None) -> Batch:
+    """One micro-batch: right-padded rows, or the same examples packed padding-free."""
+    if not cfg.packing:
+        return collate(examples, pad_id)
+    longest = max(len(e.input_ids) for e in examples)
+    capacity = cfg.pack_length or max_length or longest
+    return pack_rows(examples, pad_id, max(capacity, longest))
+
+
 def _optimizer_step(
     module: Any, optimizer: Any, scheduler: Any, schedule: Schedule, inputs: TrainInputs,
     state: LoopState, accelerator: Any, cfg: TrainingConfig,
 ) -> float:
     """One optimizer step over this step's micro-batches; return the step's mean token loss."""
-    batches = [collate([inputs.train[i] for i in rows], inputs.pad_id)
-               for rows in schedule.micro_batches(state.step, accelerator.process_index)]
-    counts = torch.tensor([float(b.supervised) for b in batches] or [0.0])
-    local = torch.tensor([counts.sum().item()], device=accelerator.device)
-    global_count = accelerator.reduce(local, reduction="sum").item()
+    micro = [[inputs.train[i] for i in rows]
+             for rows in schedule.micro_batches(state.step, accelerator.process_index)]
+    batches = [_collate(examples, inputs.pad_id, cfg, inputs.max_length) for examples in micro]
+    local = sum(b.supervised for b in batches)  # counted on the host: no device sync
+    global_count = local if accelerator.num_processes == 1 else int(accelerator.reduce(
+        torch.tensor([float(local)], device=accelerator.device), reduction="sum").item())
     if global_count == 0:
         state.skipped_batches += 1  # never logged as loss 0.0
         scheduler.step()
         return float("nan")
     # DDP averages gradients over processes, so scale by the world size to get a sum.
     scale = accelerator.num_processes / global_count
-    summed = torch.zeros((), dtype=torch.float64)
+    summed = torch.zeros((), dtype=torch.float64, device=accelerator.device)
     for index, batch in enumerate(batches):
         last = index == len(batches) - 1
         context = accelerator.no_sync(module) if not last else nullcontext()
         with context:
             loss, _ = module(**_to(batch, accelerator.device))
             accelerator.backward(loss * scale)
-        summed += loss.detach().double().cpu()
-        state.tokens += int(batch.attention_mask.sum()) if batch.attention_mask is not None \
-            else batch.input_ids.numel()
+        summed += loss.detach().double()  # stays on the device until the step ends
+        state.tokens += sum(len(e.input_ids) for e in micro[index])
     if cfg.max_grad_norm:
         accelerator.clip_grad_norm_(module.parameters(), cfg.max_grad_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     state.supervised_tokens += int(global_count)
-    total_loss = accelerator.reduce(summed.to(accelerator.device), reduction="sum").item()
+    total_loss = accelerator.reduce(summed, reduction="sum").item()  # the step's one sync
     return total_loss / global_count
 
 
