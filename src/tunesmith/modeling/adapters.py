@@ -28,11 +28,10 @@ EMBEDDING_NAMES = ("embed_tokens", "lm_head")
 
 
 def _ties_trained_embedding(model: Any, settings: LoraSettings) -> bool:
-    """True when the model ties its head to the embedding and the adapter trains either."""
+    """True when the model ties its head to the embedding and the adapter copies either."""
+    # PEFT ties trainable token rows on its own; only full copies need the flag.
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
-    trains = settings.trainable_token_ids or any(
-        m.split(".")[-1] in EMBEDDING_NAMES for m in settings.modules_to_save)
-    return tied and bool(trains)
+    return tied and any(m.split(".")[-1] in EMBEDDING_NAMES for m in settings.modules_to_save)
 
 
 def attach_lora(model: Any, settings: LoraSettings) -> Any:
