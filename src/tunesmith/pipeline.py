@@ -187,7 +187,7 @@ def _fingerprint(config: RunConfig) -> dict[str, Any]:
     files = [*config.data.train, *config.data.eval]
     method = [m.name, m.r, m.alpha, m.target_modules, list(m.modules_to_save)]
     if m.name == "qlora":
-        method.append(m.quantization)
+        method += [m.quantization, m.double_quant]
     model: Any = config.model.name
     if config.model.add_tokens:
         model = [config.model.name, list(config.model.add_tokens)]

@@ -17,6 +17,15 @@ ROWS = [{"prompt": f"Spell {w}.", "completion": " ".join(w)} for w in
 BACKEND = {"nf4": "bitsandbytes", "int8": "torchao", "int4": "torchao"}
 
 
+@pytest.fixture(autouse=True)
+def offline(monkeypatch) -> None:
+    """Keep bitsandbytes from asking the hub for optional CPU kernels: tests stay offline."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
 @pytest.fixture(scope="module")
 def qtoy_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
     """A 2-layer random Llama whose linears are 64 or 128 wide (4-bit blocks are 64)."""
