@@ -2,7 +2,8 @@
 
 Each base runs in its own process so that peak RSS belongs to that base alone. Training is
 LoRA r=16 on all linear layers, AdamW, batch 4 x 128 random tokens; the first step (warm-up)
-is left out of s/step. Needs tunesmith[qlora].
+is left out of s/step. Weights memory counts quantized data plus its scales. Needs
+tunesmith[qlora].
 
     python bench/qlora_memory.py [--model smollm2-135m-instruct] [--steps 4] [--threads 2]
 """
@@ -51,7 +52,7 @@ def measure(model_name: str, base: str, steps: int, threads: int) -> dict:
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - tick)
         losses.append(round(float(loss), 3))
-    steady = times[1:]
+    steady = times[1:] or [float("nan")]  # --steps 0: load and one step only
     return {"base": base, "weights_mib": round(weights / 2**20, 1), "load_s": round(load_s, 1),
             "s_per_step": round(sum(steady) / len(steady), 2),
             "min_s_per_step": round(min(steady), 2), "first_step_s": round(times[0], 2),

@@ -123,3 +123,30 @@ def test_narrow_layers_are_refused_for_4bit(toy_dir) -> None:
     _needs("int4")
     with pytest.raises(ModelError, match="blocks of 64"):
         quantization.load_quantized(str(toy_dir), quantization.QuantSettings("int4"))
+
+
+def test_double_quant_quantizes_the_scales_and_still_runs(qtoy_dir) -> None:
+    _needs("nf4")
+    single = quantization.load_quantized(str(qtoy_dir), quantization.QuantSettings("nf4"))
+    double = quantization.load_quantized(
+        str(qtoy_dir), quantization.QuantSettings("nf4", double_quant=True))
+    q_proj = "model.layers.0.self_attn.q_proj"
+    assert not single.get_submodule(q_proj).weight.quant_state.nested
+    assert double.get_submodule(q_proj).weight.quant_state.nested  # 8-bit block scales
+    ids = torch.tensor([[1, 5, 9, 14]])
+    with torch.no_grad():
+        diff = (single(input_ids=ids).logits - double(input_ids=ids).logits).abs().max()
+    assert float(diff) < 0.5  # the scales are rounded, the weights are the same nf4 codes
+
+
+def test_weights_bytes_counts_4bit_codes_and_their_scales(qtoy_dir) -> None:
+    from transformers import AutoModelForCausalLM
+
+    _needs("nf4")
+    full = AutoModelForCausalLM.from_pretrained(qtoy_dir, dtype=torch.float32)
+    linear = sum(m.weight.numel() for n, m in full.named_modules()
+                 if isinstance(m, torch.nn.Linear) and not n.endswith("lm_head"))
+    nf4 = quantization.load_quantized(str(qtoy_dir), quantization.QuantSettings("nf4"))
+    # fp32: 4 bytes a weight; nf4: half a byte plus one fp32 scale per block of 64.
+    saved = quantization.weights_bytes(full) - quantization.weights_bytes(nf4)
+    assert saved == linear * 4 - (linear // 2 + linear // 64 * 4)

@@ -127,9 +127,27 @@ def is_quantized(model: Any) -> bool:
                for p in model.parameters() for t in (p, p.data))
 
 
+def _tensor_bytes(tensor: Any) -> int:
+    """Storage bytes of a tensor; a torchao tensor subclass counts its inner data and scales."""
+    if hasattr(tensor, "__tensor_flatten__"):
+        names, _ = tensor.__tensor_flatten__()
+        return sum(_tensor_bytes(getattr(tensor, name)) for name in names)
+    return tensor.numel() * tensor.element_size()
+
+
+def _bnb_state_bytes(param: Any) -> int:
+    """Bytes of a bitsandbytes block-scale state (absmax, and its own scales if nested)."""
+    state = getattr(param, "quant_state", None)
+    if state is None:
+        return 0
+    nested = getattr(state, "state2", None)
+    return _tensor_bytes(state.absmax) + (_tensor_bytes(nested.absmax) if nested else 0)
+
+
 def weights_bytes(model: Any) -> int:
-    """Bytes held by the model's parameters and buffers, quantized storage included."""
-    return int(model.get_memory_footprint())
+    """Bytes held by the model's weights and buffers, quantization scales included."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(_tensor_bytes(t.data) + _bnb_state_bytes(t) for t in tensors)
 
 
 def prepare_quantized(model: Any) -> Any:
