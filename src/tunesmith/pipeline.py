@@ -35,6 +35,8 @@ from tunesmith.export.writers import export_adapter, export_merged, merge_and_ch
 from tunesmith.formatting.chat import ChatFormatter, EncodedExample
 from tunesmith.modeling.adapters import LoraSettings
 from tunesmith.modeling.loading import cache_root, load_model, load_tokenizer
+from tunesmith.modeling.quantization import QuantSettings
+from tunesmith.modeling.tokens import add_special_tokens, add_tokens_to_model
 from tunesmith.rundir import init_run_dir, is_main_process, sha256_file, write_json
 from tunesmith.tokenization.cache import (
     load_tokenized,
@@ -164,10 +166,15 @@ def _tokenize(config: RunConfig, formatter: ChatFormatter, train_convs: list[Con
     return train_tok, eval_tok
 
 
-def _method(config: RunConfig) -> Method:
+def _method(config: RunConfig, token_ids: list[int] | None = None) -> Method:
+    """Build the method; `token_ids` are added tokens whose embedding rows train."""
     m = config.method
-    settings = LoraSettings(m.r, m.alpha, m.dropout, m.target_modules, list(m.modules_to_save))
-    return build_method(m.name, settings)
+    if any(name.split(".")[-1] == "embed_tokens" for name in m.modules_to_save):
+        token_ids = []  # the whole embedding trains already
+    settings = LoraSettings(m.r, m.alpha, m.dropout, m.target_modules, list(m.modules_to_save),
+                            trainable_token_ids=list(token_ids or []))
+    return build_method(m.name, settings, m.quantization,
+                        lambda: _fresh_model(config, full_precision=True)[0].model)
 
 
 def _prepare(config: RunConfig, method: Method, model: Any) -> Any:
@@ -178,17 +185,40 @@ def _prepare(config: RunConfig, method: Method, model: Any) -> Any:
     return method.prepare(model)
 
 
-def _fresh_model(config: RunConfig) -> Any:
-    return load_model(config.model.name, config.model.cache_dir, config.model.dtype)
+def _fresh_model(config: RunConfig, full_precision: bool = False) -> tuple[Any, list[int]]:
+    """Load the base (quantized for qlora unless `full_precision`) with any added tokens."""
+    m = config.method
+    quant = None
+    if m.name == "qlora" and not full_precision:
+        quant = QuantSettings(m.quantization, m.double_quant)
+    dtype = "float32" if full_precision else config.model.dtype
+    loaded = load_model(config.model.name, config.model.cache_dir, dtype, quantization=quant)
+    ids: list[int] = []
+    if config.model.add_tokens:
+        ids = add_tokens_to_model(loaded.model, loaded.tokenizer, config.model.add_tokens).ids
+    return loaded, ids
+
+
+def _tokenizer(config: RunConfig) -> Any:
+    """Load the tokenizer alone, with the configured added tokens."""
+    tokenizer = load_tokenizer(config.model.name, config.model.cache_dir)
+    if config.model.add_tokens:
+        add_special_tokens(tokenizer, config.model.add_tokens)
+    return tokenizer
 
 
 def _fingerprint(config: RunConfig) -> dict[str, Any]:
     """What a checkpoint must share with the config to be resumed, evaluated or exported."""
     m, t = config.method, config.training
     files = [*config.data.train, *config.data.eval]
-    return {"method": [m.name, m.r, m.alpha, m.target_modules, list(m.modules_to_save)],
-            "model": config.model.name, "batch": [t.batch_size, t.grad_accum, t.seed],
-            "data": {Path(f).name: sha256_file(Path(f)) for f in files if Path(f).is_file()}}
+    method = [m.name, m.r, m.alpha, m.target_modules, list(m.modules_to_save)]
+    if m.name == "qlora":
+        method += [m.quantization, m.double_quant]
+    model: Any = config.model.name
+    if config.model.add_tokens:
+        model = [config.model.name, list(config.model.add_tokens)]
+    return {"method": method, "model": model, "batch": [t.batch_size, t.grad_accum, t.seed],
+            "data": {Path(f).name: sha256_file(Path(f)) for f in files if Path(f).exists()}}
 
 
 def _trained_model(config: RunConfig, run_dir: Path) -> tuple[Any, Any, Method]:
@@ -200,8 +230,8 @@ def _trained_model(config: RunConfig, run_dir: Path) -> tuple[Any, Any, Method]:
     saved = json.loads((last / STATE_FILE).read_text()).get("fingerprint")
     check_fingerprint(last, saved, _fingerprint(config))
     weights = read_weights(last)
-    loaded = _fresh_model(config)
-    method = _method(config)
+    loaded, token_ids = _fresh_model(config)
+    method = _method(config, token_ids)
     model = _prepare(config, method, loaded.model)
     try:
         method.load_trainable_state(model, weights)
@@ -235,10 +265,10 @@ def run_train(config: RunConfig, resume: bool = False, progress: bool = True) ->
                                "folder)")
     run_dir = init_run_dir(config)
     # Data problems stop the run before the (slow) model load.
-    tokenizer = load_tokenizer(config.model.name, config.model.cache_dir)
+    tokenizer = _tokenizer(config)
     data = prepare_data(config, tokenizer, run_dir)
-    loaded = _fresh_model(config)
-    method = _method(config)
+    loaded, token_ids = _fresh_model(config)
+    method = _method(config, token_ids)
     model = _prepare(config, method, loaded.model)
     inputs = TrainInputs(model, method, data.train, data.eval, loaded.tokenizer.pad_token_id,
                          run_dir, resume=resume, progress=progress,
@@ -316,7 +346,8 @@ def run_export(config: RunConfig, outcome: RunOutcome, model: Any, tokenizer: An
                method: Method, formatter: ChatFormatter) -> Any:
     """Write the adapter and the verified merged model; return the merged model."""
     export_dir = outcome.run_dir / "export"
-    if config.export.adapter and export_adapter(model, method, export_dir / "adapter"):
+    if config.export.adapter and export_adapter(model, method, export_dir / "adapter",
+                                                tokenizer):
         outcome.exports["adapter"] = str(export_dir / "adapter")
     probe = torch.tensor([formatter.prompt_ids(c.messages) for c in [_probe_case()]])
     merged, check = merge_and_check(model, method, probe)
@@ -353,9 +384,7 @@ def eval_only(config: RunConfig) -> RunOutcome:
     specs = config.evaluation.models or (["base", "run"] if config.evaluation.compare_base
                                          else ["run"])
     sources = [_source(spec, config, run_dir) for spec in specs]
-    from tunesmith.modeling.loading import load_tokenizer
-
-    tokenizer = load_tokenizer(config.model.name, config.model.cache_dir)
+    tokenizer = _tokenizer(config)
     if config.data.train:
         data = prepare_data(config, tokenizer, run_dir)
     elif config.data.test:

@@ -59,6 +59,6 @@ def init_run_dir(config: RunConfig) -> Path:
     tmp.replace(run_dir / "config.yaml")
     write_json(run_dir / "versions.json", package_versions())
     files = [*config.data.train, *config.data.eval, *config.data.test]
-    inputs = {f: sha256_file(Path(f)) for f in dict.fromkeys(files) if Path(f).is_file()}
+    inputs = {f: sha256_file(Path(f)) for f in dict.fromkeys(files) if Path(f).exists()}
     write_json(run_dir / "inputs.json", inputs)
     return run_dir

@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Callable
 
 from tunesmith.errors import TunesmithError
+from tunesmith.modeling.quantization import NOISY_LOGGERS
 
 logger = logging.getLogger("tunesmith")
 
@@ -20,6 +21,10 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # bitsandbytes and torchao (tunesmith[qlora]) log harmless warnings when transformers
+    # imports them; keep those out of the user's output.
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         from transformers.utils import logging as hf_logging
 

@@ -20,7 +20,10 @@ def opt(default: Any, doc: str, choices: tuple | None = None,
 class ModelConfig:
     name: str = opt("smollm2-135m-instruct", "model alias, local HF dir, .gguf file or hub id")
     cache_dir: str | None = opt(None, "where converted models are cached ($TUNESMITH_CACHE)")
-    dtype: str = opt("float32", "weight and compute dtype", ("float32", "bfloat16", "float16"))
+    dtype: str = opt("float32", "weight and compute dtype; half precision is ~30x slower on "
+                     "a CPU without native bf16/fp16", ("float32", "bfloat16", "float16"))
+    add_tokens: list[str] = opt([], "new special tokens: added to the tokenizer, embeddings "
+                                "grown (multiple of 64) and their rows trained beside LoRA")
 
 
 @dataclass
@@ -49,7 +52,11 @@ class DataConfig:
 
 @dataclass
 class MethodConfig:
-    name: str = opt("lora", "fine-tuning method", ("lora", "rslora", "dora", "full"))
+    name: str = opt("lora", "fine-tuning method", ("lora", "rslora", "dora", "qlora", "full"))
+    quantization: str = opt("nf4", "qlora base weights: nf4 (bitsandbytes), int8 or int4 "
+                            "(torchao); needs tunesmith[qlora]", ("nf4", "int8", "int4"))
+    double_quant: bool = opt(False, "qlora nf4: also quantize the block scales (~0.4 bit "
+                             "per weight less)")
     r: int = opt(16, "LoRA rank", minimum=1)
     alpha: int = opt(32, "LoRA alpha (scale = alpha / r)", minimum=1)
     dropout: float = opt(0.0, "LoRA dropout", minimum=0.0)
@@ -79,6 +86,9 @@ class TrainingConfig:
                         "(same examples and same update as padded batches)")
     pack_length: int | None = opt(None, "longest packed row in tokens; null = data.max_length",
                                   minimum=8)
+    mixed_precision: str = opt("auto", "GPU mixed precision: auto = bf16 where the GPU "
+                               "supports it, else no; always no (float32) on CPU",
+                               ("auto", "no", "bf16", "fp16"))
 
 
 @dataclass

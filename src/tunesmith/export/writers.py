@@ -47,12 +47,15 @@ class MergeCheck:
     tokens: int
 
 
-def export_adapter(model: Any, method: Method, target: Path) -> bool:
-    """Write the adapter folder; False when the method has no adapter (full fine-tuning)."""
+def export_adapter(model: Any, method: Method, target: Path, tokenizer: Any = None) -> bool:
+    """Write the adapter folder (and the tokenizer, which may hold added tokens); False when
+    the method has no adapter (full fine-tuning)."""
     if not method.has_adapter:
         return False
     with atomic_dir(target) as tmp:
         method.save_adapter(model, tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
     return True
 
 
@@ -63,9 +66,14 @@ def _logits(model: Any, probe: torch.Tensor) -> torch.Tensor:
 
 
 def merge_and_check(model: Any, method: Method, probe: torch.Tensor) -> tuple[Any, MergeCheck]:
-    """Merge the method into the base and compare logits on `probe` ids ([B, T])."""
-    before = _logits(model, probe)
-    merged = method.merged(model)
+    """Merge the method into the base and compare logits on `probe` ids ([B, T]).
+
+    The reference is the method's export model: for QLoRA the adapter on the full-precision
+    base, since the merge happens there.
+    """
+    source = method.export_model(model)
+    before = _logits(source, probe)
+    merged = method.merged(source)
     after = _logits(merged, probe)
     diff = float((before - after).abs().max())
     if diff > MERGE_TOLERANCE and next(merged.parameters()).dtype == torch.float32:

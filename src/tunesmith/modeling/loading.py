@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import ModelError
+from tunesmith.modeling.precision import slow_dtype_warning
+from tunesmith.modeling.quantization import QuantSettings, load_quantized
 
 logger = logging.getLogger(__name__)
 
@@ -129,16 +131,25 @@ def load_tokenizer(name: str, cache_dir: str | Path | None = None) -> Any:
 
 
 def load_model(
-    name: str, cache_dir: str | Path | None = None, dtype: str = "float32", device: str = "cpu"
+    name: str, cache_dir: str | Path | None = None, dtype: str = "float32", device: str = "cpu",
+    quantization: QuantSettings | None = None,
 ) -> LoadedModel:
-    """Load a causal language model and its tokenizer; the tokenizer always has a pad id."""
+    """Load a causal language model and its tokenizer; the tokenizer always has a pad id.
+
+    With `quantization` the decoder's linear weights are quantized for QLoRA (CPU only).
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
     source = resolve_model(name, cache_dir)
     # A pad id equal to eos is safe: padding is masked by length, never by id.
     tokenizer = load_tokenizer(name, cache_dir)
+    warning = slow_dtype_warning(dtype, device)
+    if warning:
+        logger.warning(warning)
     try:
+        if quantization is not None:
+            return LoadedModel(load_quantized(source, quantization), tokenizer, Path(source))
         model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
     except OSError as err:
         raise ModelError(f"cannot load model {name!r} from {source}: {err}") from None

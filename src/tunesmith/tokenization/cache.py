@@ -28,12 +28,15 @@ TOKENIZER_SUFFIXES = (".json", ".jinja", ".txt", ".model")  # not the weights
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
-    """What identifies a tokenizer: its files' hashes, chat template and vocabulary size."""
+    """What identifies a tokenizer: its files' hashes, chat template, vocabulary size and
+    added tokens (tokens added for a run change ids without changing the files)."""
     folder = Path(str(getattr(tokenizer, "name_or_path", "")))
     files = {p.name: sha256_file(p) for p in sorted(folder.iterdir())
              if p.is_file() and p.suffix in TOKENIZER_SUFFIXES} if folder.is_dir() else {}
     return {"files": files, "chat_template": getattr(tokenizer, "chat_template", None),
-            "class": type(tokenizer).__name__, "size": len(tokenizer)}
+            "class": type(tokenizer).__name__, "size": len(tokenizer),
+            "added": sorted(tokenizer.get_added_vocab().items())
+            if hasattr(tokenizer, "get_added_vocab") else []}
 
 
 def tokenized_key(inputs: list[str], tokenizer: dict[str, Any],

@@ -22,6 +22,7 @@ from tunesmith.config.schema import TrainingConfig
 from tunesmith.errors import CheckpointError
 from tunesmith.formatting.chat import EncodedExample
 from tunesmith.modeling.loss import SupervisedLoss, mean_token_loss
+from tunesmith.modeling.precision import resolve_mixed_precision
 from tunesmith.tokenization.batching import (
     Batch,
     collate,
@@ -177,7 +178,8 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              mixed_precision=resolve_mixed_precision(cfg.mixed_precision))
     model = inputs.model
     inputs.out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.gradient_checkpointing:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from tunesmith.modeling.adapters import LoraSettings, attach_lora, merge_adapter
+from tunesmith.errors import ConfigError
+from tunesmith.modeling.adapters import LoraSettings, attach_lora, merge_adapter, save_adapter
+from tunesmith.modeling.quantization import is_quantized, prepare_quantized, require_backend
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +31,9 @@ class Method(Protocol):
 
     def save_adapter(self, model: Any, path: Path) -> None:
         """Write the adapter directory (only called when `has_adapter`)."""
+
+    def export_model(self, model: Any) -> Any:
+        """Return the trained model that exports are written from and checked against."""
 
     def merged(self, model: Any) -> Any:
         """Return a plain transformers model with the training folded in."""
@@ -70,10 +76,44 @@ class LoraMethod:
         _load_trainable(model, state)
 
     def save_adapter(self, model: Any, path: Path) -> None:
-        model.save_pretrained(path, safe_serialization=True)
+        # New token rows live in a resized embedding; store it so the adapter loads back.
+        save_adapter(model, path, with_embeddings=bool(self.settings.trainable_token_ids))
+
+    def export_model(self, model: Any) -> Any:
+        return model
 
     def merged(self, model: Any) -> Any:
         return merge_adapter(model)
+
+
+class QloraMethod(LoraMethod):
+    """LoRA on a frozen quantized base (nf4, int8 or int4).
+
+    Merging into quantized weights would round the update away, so exports move the trained
+    adapter onto the base reloaded in full precision (`load_base`) and merge there.
+    """
+
+    def __init__(self, settings: LoraSettings, quantization: str,
+                 load_base: Callable[[], Any]) -> None:
+        super().__init__(settings)
+        require_backend(quantization)
+        self.name = "qlora"
+        self.quantization = quantization
+        self.load_base = load_base
+
+    def prepare(self, model: Any) -> Any:
+        return super().prepare(prepare_quantized(model))
+
+    def export_model(self, model: Any) -> Any:
+        if not is_quantized(model):
+            return model
+        logger.info("moving the adapter onto the full-precision base for export")
+        full = attach_lora(self.load_base(), self.settings)
+        _load_trainable(full, self.trainable_state(model))
+        return full
+
+    def merged(self, model: Any) -> Any:
+        return merge_adapter(self.export_model(model))
 
 
 class FullMethod:
@@ -98,15 +138,26 @@ class FullMethod:
     def save_adapter(self, model: Any, path: Path) -> None:
         raise NotImplementedError("full fine-tuning has no adapter; export the merged model")
 
+    def export_model(self, model: Any) -> Any:
+        return model
+
     def merged(self, model: Any) -> Any:
         return model
 
 
-def build_method(name: str, lora: LoraSettings) -> Method:
-    """Return the strategy for a method name from the config."""
+def build_method(name: str, lora: LoraSettings, quantization: str = "nf4",
+                 load_base: Callable[[], Any] | None = None) -> Method:
+    """Return the strategy for a method name from the config.
+
+    `load_base` loads the base model in full precision; QLoRA exports merge into it.
+    """
     if name in ("lora", "rslora", "dora"):
         lora.variant = name
         return LoraMethod(lora)
+    if name == "qlora":
+        if load_base is None:
+            raise ConfigError(["method.name: qlora needs a full-precision loader for export"])
+        return QloraMethod(lora, quantization, load_base)
     if name == "full":
         return FullMethod()
-    raise ValueError(f"unknown method {name!r}; expected lora, rslora, dora or full")
+    raise ValueError(f"unknown method {name!r}; expected lora, rslora, dora, qlora or full")

@@ -1,0 +1,60 @@
+"""Half precision on a CPU without native support warns; mixed precision picks per device."""
+
+import logging
+
+import pytest
+import torch
+
+from tunesmith.modeling import precision
+
+
+@pytest.fixture
+def slow_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_fp16_supported", lambda: False)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_dtype_on_slow_cpu_warns_with_the_fix(slow_cpu, dtype) -> None:
+    message = precision.slow_dtype_warning(dtype, "cpu")
+    assert message is not None
+    assert "30x slower" in message and "model.dtype: float32" in message
+
+
+def test_no_warning_for_float32_gpu_or_a_fast_cpu(slow_cpu, monkeypatch) -> None:
+    assert precision.slow_dtype_warning("float32", "cpu") is None
+    assert precision.slow_dtype_warning("bfloat16", "cuda") is None
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert precision.slow_dtype_warning("bfloat16", "cpu") is None
+    assert precision.slow_dtype_warning("float16", "cpu") is not None
+
+
+def test_load_model_logs_the_warning(slow_cpu, toy_dir, caplog) -> None:
+    from tunesmith.modeling.loading import load_model
+
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        loaded = load_model(str(toy_dir), dtype="bfloat16")
+    assert loaded.model.dtype == torch.bfloat16
+    assert any("30x slower" in r.getMessage() for r in caplog.records)
+
+
+def test_mixed_precision_is_float32_on_cpu(slow_cpu, caplog) -> None:
+    assert precision.resolve_mixed_precision("auto") == "no"
+    assert precision.resolve_mixed_precision("no") == "no"
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        assert precision.resolve_mixed_precision("bf16") == "no"
+    assert "ignored" in caplog.text
+
+
+@pytest.mark.parametrize(("bf16", "expected"), [(True, "bf16"), (False, "no")])
+def test_auto_mixed_precision_follows_the_gpu(monkeypatch, bf16, expected) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    assert precision.resolve_mixed_precision("auto") == expected
+    assert precision.resolve_mixed_precision("fp16") == "fp16"
+
+
+def test_unknown_mixed_precision_is_refused() -> None:
+    with pytest.raises(ValueError, match="expected one of"):
+        precision.resolve_mixed_precision("fp8")
