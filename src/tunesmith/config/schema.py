@@ -73,6 +73,12 @@ class TrainingConfig:
     seed: int = opt(0, "seed for weights, dropout and data order")
     threads: int | None = opt(None, "torch CPU threads; null = torch's default", minimum=1)
     gradient_checkpointing: bool = opt(False, "recompute activations to save memory")
+    early_stopping_patience: int | None = opt(
+        None, "stop after N evaluations without an eval-loss improvement; null = off",
+        minimum=1)
+    early_stopping_min_delta: float = opt(
+        0.0, "smallest eval-loss drop that counts as an improvement", minimum=0.0)
+    load_best: bool = opt(False, "restore the best eval-loss weights before evaluation/export")
 
 
 @dataclass
