@@ -12,7 +12,7 @@ def test_gpu_check_dry_run(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     done = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--dry-run",
                            "--models", "smollm2-135m", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads(out.read_text())
     assert results["params"] == {"smollm2-135m": 134_515_008, "llama-1b": 1_235_814_400}

@@ -127,5 +127,5 @@ def describe(result: dict) -> str:
 
 
 def _clock(seconds: float) -> str:
-    seconds = int(math.ceil(seconds))
+    seconds = math.ceil(seconds)
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

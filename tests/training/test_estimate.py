@@ -151,7 +151,7 @@ def test_estimate_command_prints_json(tmp_path, toy_dir, write_jsonl) -> None:
     path = _config(tmp_path, toy_dir, write_jsonl(ROWS), epochs=2)
     done = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "estimate", str(path),
                            "--hardware", "a100-80", "--set", "training.batch_size=2",
-                           "--json"], capture_output=True, text=True)
+                           "--json"], check=False, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert result["run"]["batch_size"] == 2
@@ -159,8 +159,10 @@ def test_estimate_command_prints_json(tmp_path, toy_dir, write_jsonl) -> None:
     assert result["memory"]["fits"] is True and result["hardware"]["kind"] == "gpu"
     assert result["data"]["rows"] == 45
     text = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "estimate", str(path),
-                           "--hardware", "t4"], capture_output=True, text=True)
+                           "--hardware", "t4"], check=False, capture_output=True,
+                          text=True)
     assert text.returncode == 0 and "peak memory" in text.stdout and "per epoch" in text.stdout
     bad = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "estimate", str(path),
-                          "--set", "training.batch_size=0"], capture_output=True, text=True)
+                          "--set", "training.batch_size=0"], check=False,
+                         capture_output=True, text=True)
     assert bad.returncode == 2 and "batch_size" in bad.stderr

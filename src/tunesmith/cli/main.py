@@ -88,7 +88,7 @@ def _add_estimate(verbs: Any, func: Callable) -> None:
     _add_common(sub)
     sub.add_argument("config", help="run config (YAML)")
     sub.add_argument("--set", dest="overrides", action="append", default=[],
-                     metavar="KEY=VALUE", help="override a config value, e.g. training.batch_size=4")
+                     metavar="KEY=VALUE", help="override a config value, e.g. training.lr=1e-4")
     sub.add_argument("--hardware", default="cpu", choices=["cpu", *GPUS],
                      help="this CPU (measured once, cached) or a catalogued GPU")
     sub.add_argument("--base-bits", type=int, choices=[4, 8], default=None,

@@ -24,8 +24,8 @@ ADAMW_BYTES = 8.0  # two fp32 moments per trainable parameter
 OPTIMIZER_TRAFFIC = 28.0  # bytes read+written per parameter by one AdamW update (fp32)
 # Saved activations per token per layer, in units of the hidden size and intermediate size
 # (norm inputs and outputs, q/k/v, attention output, gate/up/activation products). Fitted.
-ACT_HIDDEN = 14.0
-ACT_INTERMEDIATE = 4.0
+ACT_HIDDEN = 18.0
+ACT_INTERMEDIATE = 6.0
 LOGIT_COPIES = 3  # logits, log-softmax and its gradient: [supervised tokens, vocab] fp32
 
 

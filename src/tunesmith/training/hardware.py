@@ -13,8 +13,8 @@ from tunesmith.training.cost import Hardware
 
 # Share of the measured fp32 matmul throughput that CPU training reaches, fitted on measured
 # LoRA and full fine-tuning runs of SmolLM2-135M (bench/estimate_accuracy.py).
-CPU_EFFICIENCY = 0.42
-CPU_RUNTIME_GB = 1.05  # interpreter, torch, transformers, tokenizer and allocator slack
+CPU_EFFICIENCY = 0.20
+CPU_RUNTIME_GB = 0.45  # interpreter, torch, transformers, peft and the tokenizer (measured)
 # GPUs: dense bf16 tensor-core peak (TFLOPS), memory (GB), bandwidth (GB/s). The share of
 # peak that small-batch fine-tuning reaches is an assumption, not measured here.
 GPU_EFFICIENCY = 0.35
