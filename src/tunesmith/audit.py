@@ -274,23 +274,49 @@ def _advice(report: dict, scanned: Scanned, config: RunConfig) -> None:
 
 
 def _estimate(lengths: dict, rows: int, config: RunConfig) -> tuple[dict, int | None]:
+    """The training-cost section on this CPU, from the token lengths already counted."""
     if "tokens" not in lengths:
         return {"skipped": "needs token lengths"}, None
-    from tunesmith.data.checks.estimate import ModelShape, RunShape, estimate_training
-    from tunesmith.modeling.inventory import model_inventory
+    from tunesmith.modeling.inventory import arch_shape
+    from tunesmith.planning import DataTotals, run_plan
+    from tunesmith.training.cost import estimate
+    from tunesmith.training.hardware import hardware_profile
 
+    m = config.method
     try:
-        inventory = model_inventory(config.model.name, config.model.cache_dir, config.method.r)
+        shape = arch_shape(config.model.name, config.model.cache_dir, m.name, m.r,
+                           m.target_modules, tuple(m.modules_to_save))
     except Exception as err:  # noqa: BLE001 - the estimate is advice; say why it is missing
         return {"skipped": f"cannot count the model's parameters: {err}"}, None
-    t = config.training
-    longest = max(1, lengths["longest_kept"])  # batches pad to their longest row
-    run = RunShape(config.method.name, config.model.dtype, t.epochs, t.batch_size,
-                   t.grad_accum, longest, t.threads or 2,
-                   t.gradient_checkpointing)
     kept = rows - lengths.get("dropped_by_policy", 0)
-    result = estimate_training(lengths["tokens"], kept, ModelShape(**inventory), run)
-    return result, result["trainable_params"]
+    longest = max(1, lengths["longest_kept"])  # batches pad to their longest row
+    answer_max = lengths.get("answer", {}).get("max", longest)
+    data = DataTotals(kept, lengths["tokens"], lengths.get("trained_tokens", 0), longest,
+                      max(1, min(answer_max, longest)), rows, 0.0)
+    hardware = hardware_profile(None, config.training.threads)
+    result = estimate(shape, run_plan(config, data), hardware)
+    return _estimate_section(result, data), result["model"]["trainable_params"]
+
+
+def _estimate_section(result: dict, data: Any) -> dict:
+    """The report keys of earlier versions, plus the memory split and the hardware."""
+    time_, run, hw = result["time"], result["run"], result["hardware"]
+    return {
+        "tokens_per_epoch": data.tokens, "epochs": run["epochs"],
+        "optimizer_steps": time_["total_steps"],
+        "tokens_per_second": time_["tokens_per_second"],
+        "hours": round(time_["total_seconds"] / 3600, 3),
+        "peak_memory_gb": round(result["memory"]["peak_gb"], 2),
+        "trainable_params": result["model"]["trainable_params"],
+        "memory": result["memory"], "seconds_per_step": time_["seconds_per_step"],
+        "hardware": hw["name"],
+        "reasoning": (
+            f"{data.tokens:,} tokens x {run['epochs']:g} epochs in {time_['total_steps']:,} "
+            f"steps of {time_['flops_per_step'] / 1e9:,.0f} GFLOP each, on {hw['name']} at "
+            f"{hw['efficiency']:.2f} x its {hw['peak_tflops'] * 1000:,.0f} GFLOPS peak; memory "
+            f"= weights + gradients + optimizer states + activations of one "
+            f"{run['batch_size']} x {run['longest']} micro-batch + logits + runtime"),
+    }
 
 
 def write_json(report: dict, path: Path) -> None:

@@ -47,6 +47,7 @@ from tunesmith.tokenization.cache import (
 from tunesmith.tokenization.examples import TokenizeResult, tokenize_conversations
 from tunesmith.training.checkpoint import (
     STATE_FILE,
+    best_checkpoint,
     check_fingerprint,
     latest_checkpoint,
     read_weights,
@@ -222,8 +223,9 @@ def _fingerprint(config: RunConfig) -> dict[str, Any]:
 
 
 def _trained_model(config: RunConfig, run_dir: Path) -> tuple[Any, Any, Method]:
-    """Rebuild the trained model from the run's last checkpoint."""
-    last = latest_checkpoint(run_dir / "checkpoints")
+    """Rebuild the trained model from the run's best (with load_best) or last checkpoint."""
+    best = best_checkpoint(run_dir / "checkpoints") if config.training.load_best else None
+    last = best or latest_checkpoint(run_dir / "checkpoints")
     if last is None:
         raise CheckpointError(f"{run_dir}: no checkpoint to evaluate or export; run "
                               "`tunesmith train` first")
@@ -416,11 +418,14 @@ def _write_summary(outcome: RunOutcome) -> None:
         "data": outcome.data,
         "training": None if training is None else {
             "steps": training.steps, "seconds": round(training.seconds, 1),
+            "cpu_seconds": round(training.cpu_seconds, 1),
             "tokens": training.tokens, "tokens_per_s": round(training.tokens_per_s, 1),
             "supervised_tokens": training.supervised_tokens, "final_loss": training.final_loss,
             "eval_losses": training.eval_losses, "skipped_batches": training.skipped_batches,
             "warnings": training.warnings, "resumed_from_step": training.resumed_from,
-            "world_size": training.world_size},
+            "world_size": training.world_size, "stop_reason": training.stop_reason,
+            "best_step": training.best_step, "best_eval_loss": training.best_eval_loss,
+            "restored_best": training.restored_best},
         "evaluation": {s.name: s.metrics for s in outcome.scores},
         "exports": outcome.exports,
         "merge_max_abs_logit_diff": outcome.merge_max_abs_diff,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tunesmith.config import load_config
-from tunesmith.data.checks import balance, duplicates, estimate, sensitive
+from tunesmith.data.checks import balance, duplicates, sensitive
 from tunesmith.data.checks.contradictions import find_contradictions
 from tunesmith.data.checks.rows import infer_label_mapping, normalise_text
 from tunesmith.data.checks.thresholds import evaluate_thresholds
@@ -116,13 +116,3 @@ def test_thresholds_compare_with_limits() -> None:
     report = {"leakage": {"leaked_rows": 2}, "schema_check": {"train": {"usable": 10}}}
     results = {r["name"]: r["passed"] for r in evaluate_thresholds(report, config.audit)}
     assert results == {"max_leaked_rows": False, "min_rows": True}
-
-
-def test_estimate_reproduces_the_reference_measurement() -> None:
-    shape = estimate.ModelShape(estimate.REFERENCE_PARAMS, 30, 576, 49152, 4_884_480)
-    run = estimate.RunShape(batch_size=8, max_length=256)
-    result = estimate.estimate_training(134_000, 1000, shape, run)
-    assert result["tokens_per_second"] == 134.0
-    assert result["hours"] == pytest.approx(1000 / 3600, abs=1e-3)
-    assert 6.0 < result["peak_memory_gb"] < 7.6  # measured 6.8 GB
-    assert result["optimizer_steps"] == 125

@@ -53,6 +53,17 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+def estimate(args: argparse.Namespace) -> int:
+    """Estimate peak memory, steps and time of a run before starting it."""
+    import json
+
+    from tunesmith.planning import describe, estimate_run
+
+    result = estimate_run(_config(args), args.hardware, args.base_bits, args.processes)
+    print(json.dumps(result, indent=2) if args.json else describe(result))
+    return 0
+
+
 RUN_VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": run, "train": train, "eval": evaluate, "export": export,
 }
@@ -123,6 +134,10 @@ def _print_summary(outcome: Any) -> None:
         if result.eval_losses:
             step, loss = result.eval_losses[-1]
             lines.append(f"eval loss at step {step}: {loss:.4f}")
+        if result.best_step is not None:
+            restored = "; weights restored from it" if result.restored_best else ""
+            lines.append(f"stopped: {result.stop_reason.replace('_', ' ')}; best eval loss "
+                         f"{result.best_eval_loss:.4f} at step {result.best_step}{restored}")
         lines += [f"warning: {w}" for w in result.warnings]
     if outcome.scores:
         from tunesmith.evaluation.runner import comparison_table

@@ -8,6 +8,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 from tunesmith.errors import TunesmithError
 from tunesmith.modeling.quantization import NOISY_LOGGERS
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--resume", action="store_true",
                              help="continue from the run directory's last checkpoint")
         sub.set_defaults(func=func)
+    _add_estimate(verbs, commands.estimate)
     data = verbs.add_parser("data", help="inspect, check and clean example files")
     data_verbs = data.add_subparsers(dest="data_verb", required=True, metavar="COMMAND")
     preview = data_verbs.add_parser("preview", help=_first_line(commands.data_preview),
@@ -82,6 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
     preview.set_defaults(func=commands.data_preview)
     commands.add_data_verbs(data_verbs, _add_common)
     return parser
+
+
+def _add_estimate(verbs: Any, func: Callable) -> None:
+    from tunesmith.training.hardware import GPUS
+
+    sub = verbs.add_parser("estimate", help=_first_line(func), description=func.__doc__)
+    _add_common(sub)
+    sub.add_argument("config", help="run config (YAML)")
+    sub.add_argument("--set", dest="overrides", action="append", default=[],
+                     metavar="KEY=VALUE", help="override a config value, e.g. training.lr=1e-4")
+    sub.add_argument("--hardware", default="cpu", choices=["cpu", *GPUS],
+                     help="this CPU (measured once, cached) or a catalogued GPU")
+    sub.add_argument("--base-bits", type=int, choices=[4, 8], default=None,
+                     help="bits per weight of a quantized frozen base (qlora implies 4)")
+    sub.add_argument("--processes", type=int, default=1, help="data-parallel processes")
+    sub.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    sub.set_defaults(func=func)
 
 
 def _first_line(func: Callable) -> str:

@@ -89,6 +89,12 @@ class TrainingConfig:
     mixed_precision: str = opt("auto", "GPU mixed precision: auto = bf16 where the GPU "
                                "supports it, else no; always no (float32) on CPU",
                                ("auto", "no", "bf16", "fp16"))
+    early_stopping_patience: int | None = opt(
+        None, "stop after N evaluations without an eval-loss improvement; null = off",
+        minimum=1)
+    early_stopping_min_delta: float = opt(
+        0.0, "smallest eval-loss drop that counts as an improvement", minimum=0.0)
+    load_best: bool = opt(False, "restore the best eval-loss weights before evaluation/export")
 
 
 @dataclass

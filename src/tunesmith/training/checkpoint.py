@@ -15,6 +15,7 @@ import torch
 from tunesmith.errors import CheckpointError
 
 STATE_FILE = "state.json"
+BEST_DIR = "best"  # beside the step-NNNNNNN folders; prune_checkpoints never touches it
 
 
 @dataclass
@@ -27,6 +28,8 @@ class LoopState:
     skipped_batches: int = 0
     best_eval_loss: float | None = None
     best_step: int | None = None
+    evals_since_best: int = 0  # the early-stopping patience counter
+    stop_reason: str | None = None
     fingerprint: dict[str, Any] | None = None
 
 
@@ -34,19 +37,52 @@ def save_checkpoint(
     directory: Path, state: LoopState, weights: dict[str, Any], optimizer: Any, scheduler: Any
 ) -> Path:
     """Write `directory/step-NNNNNN` through a temporary folder and a rename."""
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"step-{state.step:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=directory))
-    try:
+
+    def write(tmp: Path) -> None:
         torch.save(weights, tmp / "weights.pt")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
         torch.save(rng, tmp / "rng.pt")
         (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
+
+    return _write_atomically(directory, f"step-{state.step:07d}", write)
+
+
+def save_best(directory: Path, state: LoopState, weights: dict[str, Any]) -> Path:
+    """Write the best weights so far to `directory/best` (weights and state only)."""
+
+    def write(tmp: Path) -> None:
+        torch.save(weights, tmp / "weights.pt")
+        (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
+
+    return _write_atomically(directory, BEST_DIR, write)
+
+
+def best_checkpoint(directory: Path) -> Path | None:
+    """The best-eval-loss checkpoint, if the run kept one."""
+    path = directory / BEST_DIR
+    return path if (path / STATE_FILE).is_file() else None
+
+
+def _write_atomically(directory: Path, name: str, write: Any) -> Path:
+    """Fill a temporary folder with `write(tmp)`, then rename it to `directory/name`.
+
+    A reader never sees a half-written folder: the old one is moved aside before the new
+    one takes its name, and only then deleted.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / name
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=directory))
+    try:
+        write(tmp)
         if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+            old = Path(tempfile.mkdtemp(prefix=".tmp-", dir=directory))
+            final.rename(old / name)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

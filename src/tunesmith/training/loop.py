@@ -30,11 +30,15 @@ from tunesmith.tokenization.batching import (
     pack_rows,
 )
 from tunesmith.training.checkpoint import (
+    STATE_FILE,
     LoopState,
+    best_checkpoint,
     check_fingerprint,
     latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
+    read_weights,
+    save_best,
     save_checkpoint,
 )
 from tunesmith.training.methods import Method
@@ -76,6 +80,11 @@ class TrainResult:
     warnings: list[str] = field(default_factory=list)
     resumed_from: int = 0
     world_size: int = 1
+    cpu_seconds: float = 0.0
+    stop_reason: str = "completed"
+    best_step: int | None = None
+    best_eval_loss: float | None = None
+    restored_best: bool = False
 
     @property
     def tokens_per_s(self) -> float:
@@ -225,30 +234,61 @@ def train(inputs: TrainInputs, cfg: TrainingConfig) -> TrainResult:
                          world_size=run.accelerator.num_processes)
     progress = Progress(run.total, state.step, inputs.out_dir / "metrics.jsonl" if main
                         else None, inputs.progress and main)
+    if cfg.early_stopping_patience and not inputs.eval:
+        progress.warn("early stopping needs held-out examples for eval loss; it is off")
     started, tokens_at_start = time.perf_counter(), state.tokens
-    while state.step < run.total:
+    cpu_started = time.process_time()  # CPU time of all threads: robust on a busy machine
+    while state.step < run.total and state.stop_reason is None:
         lr = run.scheduler.get_last_lr()[0]  # the rate this step trains with
         loss = _optimizer_step(run.module, run.optimizer, run.scheduler, run.schedule, inputs,
                                state, run.accelerator, cfg)
         state.step += 1
         result.final_loss = loss
-        progress.record(_metrics_row(run, loss, lr, time.perf_counter() - started,
-                                     state.tokens - tokens_at_start, result.resumed_from))
+        row = _metrics_row(run, loss, lr, time.perf_counter() - started,
+                           state.tokens - tokens_at_start, result.resumed_from)
+        progress.record({**row, "cpu_s": round(time.process_time() - cpu_started, 2)})
         if _due(state.step, cfg.eval_every, run.total) and inputs.eval:
             _run_eval(run.module, inputs, cfg, run.accelerator, state, result, progress)
-        if _due(state.step, cfg.save_every, run.total) and main:
+            if _patience_spent(cfg, state) and state.step < run.total:
+                state.stop_reason = "early_stopping"
+                progress.info(_stop_message(cfg, state))
+        if (_due(state.step, cfg.save_every, run.total) or state.stop_reason) and main:
             weights = inputs.method.trainable_state(inputs.model)
             ckpt_dir = inputs.out_dir / "checkpoints"
             save_checkpoint(ckpt_dir, state, weights, run.optimizer, run.scheduler)
             prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
         run.accelerator.wait_for_everyone()
     progress.close()
-    result.steps = state.step
     result.seconds = time.perf_counter() - started
+    result.cpu_seconds = time.process_time() - cpu_started
     result.tokens = state.tokens - tokens_at_start
+    _finish(inputs, cfg, state, result, progress)
+    return result
+
+
+def _finish(inputs: TrainInputs, cfg: TrainingConfig, state: LoopState, result: TrainResult,
+            progress: Progress) -> None:
+    """Fill the result from the loop state; restore the best weights if asked."""
+    result.steps = state.step
     result.supervised_tokens = state.supervised_tokens
     result.skipped_batches = state.skipped_batches
-    return result
+    result.stop_reason = state.stop_reason or "completed"
+    result.best_step, result.best_eval_loss = state.best_step, state.best_eval_loss
+    best = best_checkpoint(inputs.out_dir / "checkpoints")
+    if not cfg.load_best or best is None or state.best_step is None:
+        return
+    if json.loads((best / STATE_FILE).read_text()).get("step") != state.best_step:
+        progress.warn(f"{best} does not hold step {state.best_step}; keeping the last weights")
+        return
+    if state.best_step != state.step:
+        try:
+            inputs.method.load_trainable_state(inputs.model, read_weights(best))
+        except (KeyError, RuntimeError) as err:
+            raise CheckpointError(f"{best}: its weights do not fit this model ({err}); use "
+                                  "the config it was trained with") from None
+    result.restored_best = True
+    progress.info(f"restored the best weights (step {state.best_step}, eval loss "
+                  f"{state.best_eval_loss:.4f})")
 
 
 def _metrics_row(run: _Session, loss: float, lr: float, elapsed: float, tokens: int,
@@ -336,12 +376,30 @@ def _run_eval(
     module: Any, inputs: TrainInputs, cfg: TrainingConfig, accelerator: Any,
     state: LoopState, result: TrainResult, progress: Progress,
 ) -> None:
+    """Eval loss; keep the best weights, count the patience and warn of overtraining."""
     value = evaluate_loss(module, inputs.eval, inputs.pad_id, cfg.batch_size * 2, accelerator)
     result.eval_losses.append((state.step, value))
     progress.record({"step": state.step, "eval_loss": value})
-    if state.best_eval_loss is None or value < state.best_eval_loss:
-        state.best_eval_loss, state.best_step = value, state.step
+    best = state.best_eval_loss
+    if best is None or value < best - cfg.early_stopping_min_delta:
+        state.best_eval_loss, state.best_step, state.evals_since_best = value, state.step, 0
+        if (cfg.load_best or cfg.early_stopping_patience) and accelerator.is_main_process:
+            save_best(inputs.out_dir / "checkpoints", state,
+                      inputs.method.trainable_state(inputs.model))
+    else:
+        state.evals_since_best += 1
     message = overtraining_warning(result.eval_losses)
     if message:
         progress.warn(message)
         result.warnings.append(message)
+
+
+def _patience_spent(cfg: TrainingConfig, state: LoopState) -> bool:
+    patience = cfg.early_stopping_patience
+    return bool(patience) and state.evals_since_best >= patience
+
+
+def _stop_message(cfg: TrainingConfig, state: LoopState) -> str:
+    return (f"early stopping at step {state.step}: no eval-loss improvement of at least "
+            f"{cfg.early_stopping_min_delta:g} in {cfg.early_stopping_patience} evaluations; "
+            f"best eval loss {state.best_eval_loss:.4f} at step {state.best_step}")

@@ -50,6 +50,12 @@ class Progress:
                         self.total, row["loss"], row["lr"], row["tokens_per_s"],
                         _clock(row.get("eta_s", 0)))
 
+    def info(self, message: str) -> None:
+        """Print a line above the bar (or log it)."""
+        if self.bar is not None:
+            self.bar.write(message)
+        logger.info(message)
+
     def warn(self, message: str) -> None:
         if self.bar is not None:
             self.bar.write(f"warning: {message}")

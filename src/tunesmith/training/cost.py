@@ -1,0 +1,144 @@
+"""Memory and time of a training run, from the model's shape, the data and the hardware.
+
+Memory is the sum of what the loop keeps alive at its peak (the backward pass of the longest
+micro-batch): weights, gradients, AdamW moments, saved activations, the supervised logits and
+the runtime (interpreter, libraries, allocator). Time is model FLOPs over
+peak x efficiency, plus the optimizer update, which reads and writes memory rather than
+computing. Constants marked "fitted" were calibrated against measured runs (see
+bench/estimate_accuracy.py and docs/results.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from tunesmith.modeling.inventory import ArchShape
+
+GB = 1e9
+DTYPE_BYTES = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
+# Bytes per weight of a quantized base: 4-bit NF4 with one fp32 scale per 64 weights plus
+# double quantisation, and 8-bit with one scale per row (about 1 byte).
+BASE_BITS_BYTES = {4: 0.53, 8: 1.02, 16: 2.0, 32: 4.0}
+ADAMW_BYTES = 8.0  # two fp32 moments per trainable parameter
+OPTIMIZER_TRAFFIC = 28.0  # bytes read+written per parameter by one AdamW update (fp32)
+# Saved activations per token per layer, in units of the hidden size and intermediate size
+# (norm inputs and outputs, q/k/v, attention output, gate/up/activation products). Fitted.
+ACT_HIDDEN = 18.0
+ACT_INTERMEDIATE = 6.0
+LOGIT_COPIES = 3  # logits, log-softmax and its gradient: [supervised tokens, vocab] fp32
+
+
+@dataclass
+class RunPlan:
+    """The run as the estimate sees it: method, precision, batch and data totals."""
+
+    method: str = "lora"
+    dtype: str = "float32"
+    base_bits: int | None = None  # 4 or 8 for a quantized frozen base
+    batch_size: int = 8
+    grad_accum: int = 1
+    processes: int = 1
+    epochs: float = 1.0
+    max_steps: int | None = None
+    gradient_checkpointing: bool = False
+    rows: int = 0  # training examples
+    tokens: int = 0  # tokens per epoch
+    supervised: int = 0  # supervised tokens per epoch
+    longest: int = 1  # longest example: the padded length of the largest micro-batch
+    longest_supervised: int = 1
+
+
+@dataclass
+class Hardware:
+    """A device: peak matmul throughput, memory bandwidth and the share reached in training."""
+
+    name: str
+    kind: str  # "cpu" or "gpu"
+    peak_tflops: float
+    bandwidth_gb_s: float
+    efficiency: float
+    memory_gb: float | None = None
+    runtime_gb: float = 1.0
+    note: str = ""
+
+
+def trainable_params(shape: ArchShape, method: str) -> int:
+    """Parameters the optimizer updates."""
+    return shape.params if method == "full" else shape.adapter_params
+
+
+def memory_split(shape: ArchShape, plan: RunPlan, hw: Hardware) -> dict[str, float]:
+    """Peak memory by part, in GB; `peak_gb` is their sum."""
+    dtype = DTYPE_BYTES.get(plan.dtype, 4.0)
+    trained = trainable_params(shape, plan.method)
+    base = BASE_BITS_BYTES[plan.base_bits] if plan.base_bits else dtype
+    weights = (shape.linear_params * base + (shape.params - shape.linear_params) * dtype
+               + (trained * 4.0 if plan.method != "full" else 0.0))  # adapters stay fp32
+    tokens = plan.batch_size * plan.longest  # [batch, longest] padded micro-batch
+    layers_kept = math.sqrt(shape.layers) if plan.gradient_checkpointing else shape.layers
+    per_layer = ACT_HIDDEN * shape.hidden + ACT_INTERMEDIATE * shape.intermediate
+    activations = tokens * layers_kept * per_layer * dtype
+    logits = plan.batch_size * plan.longest_supervised * shape.vocab * 4.0 * LOGIT_COPIES
+    parts = {"weights": weights, "gradients": trained * dtype,
+             "optimizer_states": trained * ADAMW_BYTES, "activations": activations,
+             "logits": logits, "runtime_overhead": hw.runtime_gb * GB}
+    split = {f"{k}_gb": round(v / GB, 6) for k, v in parts.items()}
+    split["peak_gb"] = round(sum(parts.values()) / GB, 6)
+    return split
+
+
+def step_flops(shape: ArchShape, plan: RunPlan) -> float:
+    """Model FLOPs of one optimizer step (all micro-batches, all processes)."""
+    per_step_examples = plan.batch_size * plan.grad_accum * plan.processes
+    tokens = plan.tokens / max(plan.rows, 1) * per_step_examples
+    supervised = plan.supervised / max(plan.rows, 1) * per_step_examples
+    body = shape.params - shape.embedding_params - (0 if shape.tied else shape.head_params)
+    mean_length = plan.tokens / max(plan.rows, 1)
+    # forward: 2 FLOPs per weight, plus causal attention scores and mixing (2 x T x H per
+    # layer on average); only supervised rows reach the output layer
+    forward = tokens * (2.0 * body + 2.0 * shape.layers * shape.hidden * mean_length)
+    forward += supervised * 2.0 * shape.head_params
+    # backward: input gradients cost one forward, weight gradients of a trained base another;
+    # gradient checkpointing repeats the forward once
+    passes = (3.0 if plan.method == "full" else 2.0) + (1.0 if plan.gradient_checkpointing
+                                                         else 0.0)
+    return forward * passes
+
+
+def step_seconds(shape: ArchShape, plan: RunPlan, hw: Hardware) -> float:
+    """Compute time plus the memory-bound AdamW update."""
+    compute = step_flops(shape, plan) / (hw.peak_tflops * 1e12 * hw.efficiency)
+    update = trainable_params(shape, plan.method) * OPTIMIZER_TRAFFIC / (hw.bandwidth_gb_s * GB)
+    return compute / plan.processes + update
+
+
+def schedule(plan: RunPlan) -> tuple[int, int]:
+    """Optimizer steps per epoch and in total, as the training loop counts them."""
+    micro = math.ceil(plan.rows / (plan.batch_size * plan.processes))
+    per_epoch = max(1, math.ceil(micro / plan.grad_accum))
+    total = math.ceil(plan.epochs * per_epoch)
+    return per_epoch, min(total, plan.max_steps) if plan.max_steps else total
+
+
+def estimate(shape: ArchShape, plan: RunPlan, hw: Hardware) -> dict:
+    """The whole estimate as plain data (what `tunesmith estimate --json` prints)."""
+    per_epoch, total = schedule(plan)
+    seconds = step_seconds(shape, plan, hw)
+    memory = memory_split(shape, plan, hw)
+    if hw.memory_gb is not None:
+        memory["available_gb"] = hw.memory_gb
+        memory["fits"] = memory["peak_gb"] <= hw.memory_gb
+    return {
+        "model": {"params": shape.params, "trainable_params": trainable_params(shape,
+                  plan.method), "layers": shape.layers, "hidden": shape.hidden,
+                  "vocab": shape.vocab},
+        "run": asdict(plan),
+        "hardware": asdict(hw),
+        "memory": memory,
+        "time": {"flops_per_step": step_flops(shape, plan), "steps_per_epoch": per_epoch,
+                 "total_steps": total, "seconds_per_step": round(seconds, 3),
+                 "seconds_per_epoch": round(seconds * per_epoch, 1),
+                 "total_seconds": round(seconds * total, 1),
+                 "tokens_per_second": round(plan.tokens / max(per_epoch, 1) / seconds, 1)},
+    }

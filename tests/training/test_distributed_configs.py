@@ -1,0 +1,51 @@
+"""The accelerate config files in examples/distributed load with accelerate's own classes,
+and every FSDP/DeepSpeed key is an option that `accelerate launch` knows."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+FOLDER = Path(__file__).resolve().parents[2] / "examples" / "distributed"
+NAMES = ["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"]
+
+
+def _launch_options() -> set[str]:
+    from accelerate.commands.launch import launch_command_parser
+
+    parser = launch_command_parser()
+    return {opt.lstrip("-") for action in parser._actions for opt in action.option_strings}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_loads_with_accelerate(name: str) -> None:
+    from accelerate.commands.config.config_args import ClusterConfig
+    from accelerate.utils import DistributedType
+
+    config = ClusterConfig.from_yaml_file(str(FOLDER / f"{name}.yaml"))
+    expected = {"ddp": DistributedType.MULTI_GPU, "fsdp": DistributedType.FSDP}
+    assert config.distributed_type == expected.get(name, DistributedType.DEEPSPEED)
+    assert config.num_processes == 8 and not config.use_cpu
+    options = _launch_options()
+    raw = yaml.safe_load((FOLDER / f"{name}.yaml").read_text())
+    section = raw.get("fsdp_config") or raw.get("deepspeed_config") or {}
+    unknown = [key for key in section if key not in options]
+    assert unknown == []
+
+
+def test_fsdp_wraps_llama_layers_and_keeps_original_params() -> None:
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    fsdp = yaml.safe_load((FOLDER / "fsdp.yaml").read_text())["fsdp_config"]
+    assert fsdp["fsdp_transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
+    plugin = FullyShardedDataParallelPlugin(
+        fsdp_version=fsdp["fsdp_version"],
+        sharding_strategy=fsdp["fsdp_sharding_strategy"],
+        auto_wrap_policy=fsdp["fsdp_auto_wrap_policy"].lower(),
+        transformer_cls_names_to_wrap=[fsdp["fsdp_transformer_layer_cls_to_wrap"]],
+        use_orig_params=fsdp["fsdp_use_orig_params"],
+        state_dict_type=fsdp["fsdp_state_dict_type"])
+    assert plugin.use_orig_params is True
+    assert plugin.state_dict_type.name == "FULL_STATE_DICT"
+    zero3 = yaml.safe_load((FOLDER / "deepspeed_zero3.yaml").read_text())["deepspeed_config"]
+    assert zero3["zero_stage"] == 3 and zero3["zero3_save_16bit_model"] is True

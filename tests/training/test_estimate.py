@@ -1,0 +1,168 @@
+"""The cost estimate: parameter counts on the meta device, memory arithmetic, schedule,
+data totals with the real tokenizer, hardware profiles and the `estimate` command."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tunesmith.config.schema import TrainingConfig
+from tunesmith.errors import ConfigError
+from tunesmith.modeling.adapters import LoraSettings
+from tunesmith.modeling.inventory import arch_shape
+from tunesmith.training import cost, hardware
+from tunesmith.training.cost import Hardware, RunPlan
+from tunesmith.training.loop import Schedule
+from tunesmith.training.methods import LoraMethod
+
+CPU = Hardware("test cpu", "cpu", 0.1, 10.0, 0.5, 16.0, 1.0)
+
+
+def _real(toy_dir: Path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(toy_dir, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("variant,targets", [("lora", "all-linear"), ("dora", "all-linear"),
+                                             ("lora", ["q_proj", "v_proj"])])
+def test_meta_count_matches_the_loaded_model(toy_dir, variant, targets) -> None:
+    shape = arch_shape(str(toy_dir), None, variant, 4, targets)
+    model = _real(toy_dir)
+    assert shape.params == sum(p.numel() for p in model.parameters())
+    assert (shape.layers, shape.hidden, shape.vocab, shape.tied) == (2, 32, model.config
+                                                                     .vocab_size, False)
+    peft = LoraMethod(LoraSettings(r=4, alpha=8, target_modules=targets,
+                                   variant=variant)).prepare(model)
+    assert shape.adapter_params == sum(p.numel() for p in peft.parameters() if p.requires_grad)
+
+
+def _shape(toy_dir: Path):
+    return arch_shape(str(toy_dir), None, "lora", 4)
+
+
+def test_memory_parts_follow_the_method(toy_dir) -> None:
+    shape = _shape(toy_dir)
+    plan = RunPlan(method="full", rows=10, tokens=1000, supervised=200, longest=120,
+                   longest_supervised=30)
+    full = cost.memory_split(shape, plan, CPU)
+    assert full["gradients_gb"] == round(shape.params * 4 / 1e9, 6)
+    assert full["optimizer_states_gb"] == round(shape.params * 8 / 1e9, 6)
+    lora = cost.memory_split(shape, RunPlan(**{**plan.__dict__, "method": "lora"}), CPU)
+    assert lora["optimizer_states_gb"] == round(shape.adapter_params * 8 / 1e9, 6)
+    assert lora["activations_gb"] == full["activations_gb"]
+    parts = [v for k, v in lora.items() if k != "peak_gb"]
+    assert lora["peak_gb"] == pytest.approx(sum(parts), abs=1e-5)
+    four = cost.memory_split(shape, RunPlan(**{**plan.__dict__, "method": "lora",
+                                               "base_bits": 4}), CPU)
+    saved = shape.linear_params * (4 - cost.BASE_BITS_BYTES[4]) / 1e9
+    assert lora["weights_gb"] - four["weights_gb"] == pytest.approx(saved, abs=1e-5)
+    longer = cost.memory_split(shape, RunPlan(**{**plan.__dict__, "longest": 240}), CPU)
+    assert longer["activations_gb"] == pytest.approx(2 * full["activations_gb"], rel=0.01)
+
+
+def test_flops_count_three_passes_for_full_and_two_for_lora(toy_dir) -> None:
+    shape = _shape(toy_dir)
+    plan = RunPlan(method="full", rows=10, tokens=1000, supervised=200)
+    full = cost.step_flops(shape, plan)
+    lora = cost.step_flops(shape, RunPlan(**{**plan.__dict__, "method": "lora"}))
+    assert full / lora == pytest.approx(1.5)
+    body = shape.params - shape.embedding_params - shape.head_params
+    forward = 8 * 100 * (2 * body + 2 * 2 * 32 * 100) + 8 * 20 * 2 * shape.head_params
+    assert lora == pytest.approx(2 * forward)
+
+
+@pytest.mark.parametrize("rows,batch,accum,epochs,max_steps",
+                         [(37, 4, 1, 1.0, None), (37, 4, 3, 2.5, None), (100, 8, 2, 3, 7)])
+def test_schedule_counts_like_the_loop(rows, batch, accum, epochs, max_steps) -> None:
+    plan = RunPlan(batch_size=batch, grad_accum=accum, epochs=epochs, max_steps=max_steps,
+                   rows=rows)
+    cfg = TrainingConfig(batch_size=batch, grad_accum=accum, epochs=epochs,
+                         max_steps=max_steps)
+    loop_schedule = Schedule([10] * rows, cfg, 1)
+    per_epoch, total = cost.schedule(plan)
+    assert total == loop_schedule.total_steps()
+    assert per_epoch == math.ceil(loop_schedule.per_epoch / accum)
+
+
+def _config(tmp_path: Path, toy_dir: Path, train: Path, **training) -> Path:
+    cfg = {"model": {"name": str(toy_dir)}, "data": {"train": [str(train)], "max_length": 64,
+                                                     "eval_fraction": 0.1},
+           "method": {"name": "lora", "r": 4}, "training": {"batch_size": 4, **training}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+ROWS = [{"prompt": f"Question number {i}?", "completion": "An answer " * (i % 5 + 1)}
+        for i in range(50)]
+
+
+def test_data_totals_tokenize_like_training(tmp_path, toy_dir, tokenizer, write_jsonl) -> None:
+    from tunesmith.config import load_config
+    from tunesmith.pipeline import prepare_data
+    from tunesmith.planning import data_totals
+
+    config = load_config(str(_config(tmp_path, toy_dir, write_jsonl(ROWS))), [])
+    totals = data_totals(config, tokenizer)
+    prepared = prepare_data(config, tokenizer, tmp_path / "run")
+    assert totals.rows == len(prepared.train) == 45
+    assert totals.tokens == sum(len(e.input_ids) for e in prepared.train)
+    assert totals.supervised == sum(e.supervised for e in prepared.train)
+    assert totals.longest == max(len(e.input_ids) for e in prepared.train)
+    sampled = data_totals(config, tokenizer, sample_rows=15)
+    assert sampled.sampled_rows == 15 and sampled.rows == 45
+    assert sampled.tokens == pytest.approx(totals.tokens, rel=0.15)
+
+
+def test_gpu_profiles_and_unknown_hardware() -> None:
+    h100 = hardware.hardware_profile("H100")
+    assert (h100.kind, h100.memory_gb, h100.peak_tflops) == ("gpu", 80.0, 989.0)
+    with pytest.raises(ConfigError, match="unknown"):
+        hardware.hardware_profile("tpu-v9")
+
+
+def test_cpu_speed_is_measured_once_and_cached(tmp_path, monkeypatch) -> None:
+    calls = []
+
+    def fake(threads, seconds=1.0):
+        calls.append(threads)
+        return {"tflops": 0.2, "bandwidth_gb_s": 8.0}
+
+    monkeypatch.setattr(hardware, "measure_cpu", fake)
+    first = hardware.cpu_profile(2, tmp_path)
+    second = hardware.cpu_profile(2, tmp_path)
+    assert calls == [2] and first == second and first.peak_tflops == 0.2
+    hardware.cpu_profile(1, tmp_path)
+    assert calls == [2, 1]  # another thread count is another measurement
+
+
+def test_measured_cpu_speed_is_plausible() -> None:
+    speed = hardware.measure_cpu(1, seconds=0.2)
+    assert 1e-3 < speed["tflops"] < 10 and 0.1 < speed["bandwidth_gb_s"] < 1000
+
+
+def test_estimate_command_prints_json(tmp_path, toy_dir, write_jsonl) -> None:
+    path = _config(tmp_path, toy_dir, write_jsonl(ROWS), epochs=2)
+    done = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "estimate", str(path),
+                           "--hardware", "a100-80", "--set", "training.batch_size=2",
+                           "--json"], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["run"]["batch_size"] == 2
+    assert result["time"]["steps_per_epoch"] == 23 and result["time"]["total_steps"] == 46
+    assert result["memory"]["fits"] is True and result["hardware"]["kind"] == "gpu"
+    assert result["data"]["rows"] == 45
+    text = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "estimate", str(path),
+                           "--hardware", "t4"], check=False, capture_output=True,
+                          text=True)
+    assert text.returncode == 0 and "peak memory" in text.stdout and "per epoch" in text.stdout
+    bad = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "estimate", str(path),
+                          "--set", "training.batch_size=0"], check=False,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "batch_size" in bad.stderr
