@@ -1,0 +1,72 @@
+"""The training-throughput bench runs both sides on the toy model, so it cannot rot."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+ANSWERS = ["A.", "Ok sure.", "Yes, that works.", "The quick brown fox jumps over the dog.",
+           "No.", "Maybe later, when the rain stops.", "Blue.", "Four hundred and two."]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def sides():
+    return _load("throughput_sides")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load("train_throughput")
+
+
+@pytest.fixture
+def spec(toy_dir, write_jsonl):
+    rows = [{"prompt": f"Question {i}: what now?", "completion": a}
+            for i, a in enumerate(ANSWERS)]
+    path = write_jsonl(rows)
+    return {"overrides": [f"model.name={toy_dir}", f"data.train=[\"{path}\"]",
+                          "data.max_length=128", "training.batch_size=2", "training.lr=1e-2",
+                          "training.warmup_ratio=0.0"], "steps": 2}
+
+
+def test_tunesmith_worker_records_two_steps(bench, sides, spec):
+    result = sides.run_tunesmith(spec)
+
+    assert len(result["steps"]) == 2
+    for step in result["steps"]:
+        assert math.isfinite(step["loss"])
+        assert 0 < step["supervised"] < step["tokens"] <= step["padded"]
+    assert result["shape"]["lora"] > 0 and result["shape"]["layers"] == 2
+    summary = bench.summarise({**result, "peak_rss_bytes": 1 << 30}, 1, 1e12, False)
+    assert summary["timed_steps"] == 1 and 0 < summary["mfu"] < 1
+
+
+def test_trl_replay_matches_tunesmith_losses(bench, sides, spec):
+    pytest.importorskip("trl")
+    ours = sides.run_tunesmith(spec)
+    theirs = sides.run_trl({**spec, "replay": True, "schedule_steps": 2})
+
+    gap = bench.loss_gap(ours, theirs, 2)
+    assert gap["steps"] == 2
+    # same examples, batches, LoRA init and optimizer: the math is the same
+    assert gap["max_abs_diff"] < 1e-3
+    assert [s["supervised"] for s in ours["steps"]] == [s["supervised"] for s in theirs["steps"]]
+
+
+def test_sequence_lengths_reads_masks_and_packed_positions(sides):
+    import torch
+
+    ids = torch.zeros((2, 4), dtype=torch.long)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    assert sides.sequence_lengths(ids, mask, None) == [3, 2]
+    packed = torch.tensor([[0, 1, 2, 0, 1, 0]])
+    assert sides.sequence_lengths(torch.zeros((1, 6)), None, packed) == [3, 2, 1]
