@@ -159,22 +159,81 @@ def run_tunesmith(spec: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- TRL side
 
-def trl_config(config: Any, spec: dict[str, Any], out_dir: Path, total: int) -> Any:
+def trl_settings(config: Any) -> dict[str, Any]:
+    """What the TRL side copies from tunesmith's config (plain data, for the spec file)."""
+    from tunesmith.modeling.loading import resolve_model
+
+    t, m = config.training, config.method
+    targets = "all-linear" if m.target_modules in (["all-linear"], "all-linear") \
+        else m.target_modules
+    return {"model": resolve_model(config.model.name, config.model.cache_dir),
+            "batch_size": t.batch_size, "lr": t.lr, "weight_decay": t.weight_decay,
+            "schedule": t.schedule, "warmup_ratio": t.warmup_ratio,
+            "max_grad_norm": t.max_grad_norm, "seed": t.seed,
+            "max_length": config.data.max_length,
+            "method": {"name": m.name, "r": m.r, "alpha": m.alpha, "dropout": m.dropout,
+                       "targets": targets}}
+
+
+def trl_rows(config: Any, data: Any) -> list[dict[str, Any]]:
+    """The conversations tunesmith kept, as conversational prompt/completion rows."""
+    kept = {str(e.ref) for e in data.train}
+    rows = []
+    for conv in data.train_conversations:
+        if str(conv.ref) not in kept:
+            continue
+        msgs = [{"role": m.role, "content": m.content} for m in conv.messages]
+        if config.data.system_prompt and msgs[0]["role"] != "system":
+            msgs.insert(0, {"role": "system", "content": config.data.system_prompt})
+        rows.append({"prompt": msgs[:-1], "completion": msgs[-1:]})
+    return rows
+
+
+def replay_inputs(config: Any, data: Any, steps: int) -> dict[str, Any]:
+    """tunesmith's tokenized examples for its first `steps` steps, in order, and the batches."""
+    from tunesmith.training.loop import Schedule
+
+    schedule = Schedule([len(e.input_ids) for e in data.train], config.training, 1)
+    order, plan = [], []
+    for step in range(steps):
+        for rows in schedule.micro_batches(step, 0):
+            plan.append(list(range(len(order), len(order) + len(rows))))
+            order += rows
+    examples = [data.train[i] for i in order]
+    return {"input_ids": [e.input_ids for e in examples], "plan": plan,
+            "completion_mask": [[int(label != -100) for label in e.labels] for e in examples]}
+
+
+def prepare_trl_inputs(spec: dict[str, Any]) -> dict[str, Any]:
+    """Settings, prompt/completion rows and the replay batches for the TRL processes.
+
+    Done in a process of its own so tunesmith's data preparation never counts in TRL's RSS.
+    """
+    out_dir = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
+    config, _, data = tunesmith_data(spec, out_dir)
+    return {"settings": trl_settings(config), "rows": trl_rows(config, data),
+            "replay": replay_inputs(config, data, spec.get("replay_steps", 0))}
+
+
+def trl_config(settings: dict[str, Any], spec: dict[str, Any], out_dir: Path,
+               total: int) -> Any:
     """SFTConfig matching tunesmith's optimizer, schedule and batch; fp32, no checkpointing."""
     from trl import SFTConfig
 
-    t = config.training
+    s = settings
+    # padding-free without packing refuses max_length; the rows already fit it
+    fitted = spec.get("padding_free") or spec.get("replay")
     return SFTConfig(
-        output_dir=str(out_dir), per_device_train_batch_size=t.batch_size,
-        gradient_accumulation_steps=1, learning_rate=t.lr, weight_decay=t.weight_decay,
-        lr_scheduler_type={"constant": "constant_with_warmup"}.get(t.schedule, t.schedule),
-        warmup_steps=round(t.warmup_ratio * total), max_steps=total,
-        max_grad_norm=t.max_grad_norm or 0.0, optim="adamw_torch", seed=t.seed,
+        output_dir=str(out_dir), per_device_train_batch_size=s["batch_size"],
+        gradient_accumulation_steps=1, learning_rate=s["lr"], weight_decay=s["weight_decay"],
+        lr_scheduler_type={"constant": "constant_with_warmup"}.get(s["schedule"],
+                                                                   s["schedule"]),
+        warmup_steps=round(s["warmup_ratio"] * total), max_steps=total,
+        max_grad_norm=s["max_grad_norm"] or 0.0, optim="adamw_torch", seed=s["seed"],
         bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True,
         logging_steps=1, save_strategy="no", eval_strategy="no", report_to="none",
         disable_tqdm=True, dataloader_num_workers=0,
-        max_length=None if spec.get("padding_free") or spec.get("replay") else
-        config.data.max_length,
+        max_length=None if fitted else s["max_length"],
         padding_free=bool(spec.get("padding_free")), completion_only_loss=True,
     )
 
@@ -227,85 +286,54 @@ def trainer_class() -> type:
     return RecordingTrainer
 
 
-def trl_rows(config: Any, data: Any) -> list[dict[str, Any]]:
-    """The kept conversations as conversational prompt/completion rows."""
-    kept = {str(e.ref) for e in data.train}
-    rows = []
-    for conv in data.train_conversations:
-        if str(conv.ref) not in kept:
-            continue
-        msgs = [{"role": m.role, "content": m.content} for m in conv.messages]
-        if config.data.system_prompt and msgs[0]["role"] != "system":
-            msgs.insert(0, {"role": "system", "content": config.data.system_prompt})
-        rows.append({"prompt": msgs[:-1], "completion": msgs[-1:]})
-    return rows
-
-
-def replay_plan(config: Any, data: Any, steps: int) -> tuple[list[int], list[list[int]]]:
-    """tunesmith's example order for the first `steps` steps and the batch boundaries."""
-    from tunesmith.training.loop import Schedule
-
-    schedule = Schedule([len(e.input_ids) for e in data.train], config.training, 1)
-    order, plan = [], []
-    for step in range(steps):
-        for rows in schedule.micro_batches(step, 0):
-            plan.append(list(range(len(order), len(order) + len(rows))))
-            order += rows
-    return order, plan
-
-
-def trl_dataset(config: Any, data: Any, spec: dict[str, Any]) -> tuple[Any, Any]:
-    """The training set for this TRL row, and tunesmith's batch plan when replaying."""
+def trl_dataset(inputs: dict[str, Any], replay: bool) -> tuple[Any, Any]:
+    """The training set of this TRL row, and tunesmith's batch plan when replaying."""
     from datasets import Dataset
 
-    if not spec.get("replay"):
-        return Dataset.from_list(trl_rows(config, data)), None
-    order, plan = replay_plan(config, data, spec["steps"])
-    examples = [data.train[i] for i in order]
-    return Dataset.from_dict({
-        "input_ids": [e.input_ids for e in examples],
-        "completion_mask": [[int(label != -100) for label in e.labels] for e in examples],
-    }), plan
+    if not replay:
+        return Dataset.from_list(inputs["rows"]), None
+    batches = inputs["replay"]
+    return Dataset.from_dict({"input_ids": batches["input_ids"],
+                              "completion_mask": batches["completion_mask"]}), batches["plan"]
 
 
-def trl_model(config: Any, replay: bool) -> tuple[Any, Any]:
+def trl_model(settings: dict[str, Any], replay: bool) -> tuple[Any, Any]:
     """The model, wrapped in PEFT beforehand with tunesmith's seed when replaying."""
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM
 
-    from tunesmith.modeling.loading import resolve_model
-
-    source = resolve_model(config.model.name, config.model.cache_dir)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    m = config.method
-    if m.name == "full":
+    model = AutoModelForCausalLM.from_pretrained(settings["model"], dtype=torch.float32)
+    m = settings["method"]
+    if m["name"] == "full":
         return model, None
-    targets = "all-linear" if m.target_modules in (["all-linear"], "all-linear") \
-        else m.target_modules
-    peft_config = LoraConfig(r=m.r, lora_alpha=m.alpha, lora_dropout=m.dropout,
-                             target_modules=targets, task_type="CAUSAL_LM",
-                             use_rslora=m.name == "rslora", use_dora=m.name == "dora")
+    peft_config = LoraConfig(r=m["r"], lora_alpha=m["alpha"], lora_dropout=m["dropout"],
+                             target_modules=m["targets"], task_type="CAUSAL_LM",
+                             use_rslora=m["name"] == "rslora", use_dora=m["name"] == "dora")
     if not replay:
         return model, peft_config  # as a user would: SFTTrainer wraps the model
     from accelerate.utils import set_seed
     from peft import get_peft_model
 
-    set_seed(config.training.seed)
+    set_seed(settings["seed"])  # tunesmith seeds the same way right before attaching
     return get_peft_model(model, peft_config), None
 
 
 def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
     """Train with TRL's SFTTrainer; `replay` feeds tunesmith's tokenized batches in order."""
+    from tunesmith.modeling.loading import load_tokenizer
+
     set_threads()
     out_dir = Path(tempfile.mkdtemp(prefix="bench-trl-"))
-    config, tokenizer, data = tunesmith_data(spec, out_dir)
-    dataset, plan = trl_dataset(config, data, spec)
-    model, peft_config = trl_model(config, bool(spec.get("replay")))
+    inputs = json.loads(Path(spec["trl_inputs"]).read_text())
+    settings, replay = inputs["settings"], bool(spec.get("replay"))
+    dataset, plan = trl_dataset(inputs, replay)
+    del inputs  # the rows now live in the dataset
+    model, peft_config = trl_model(settings, replay)
     total = spec.get("schedule_steps", spec["steps"])
     trainer = trainer_class()(
-        model=model, args=trl_config(config, spec, out_dir / "trl", total),
-        train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
-        plan=plan, stop_after=spec["steps"])
+        model=model, args=trl_config(settings, spec, out_dir, total),
+        train_dataset=dataset, processing_class=load_tokenizer(settings["model"]),
+        peft_config=peft_config, plan=plan, stop_after=spec["steps"])
     recorder = ForwardRecorder(trainer.model)
     trainer.train()
     steps = [{"loss": loss, "end_s": end, "supervised": sup, **call} for loss, end, sup, call
@@ -315,11 +343,16 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(role: str, spec_path: str, out_path: str) -> None:
-    """Run one side and write its result atomically."""
+    """Run one side (or prepare TRL's inputs) and write its result atomically."""
     import logging
 
     logging.basicConfig(level=logging.WARNING)
     spec = json.loads(Path(spec_path).read_text())
+    if role == "prepare":
+        tmp = Path(out_path).with_suffix(".tmp")
+        tmp.write_text(json.dumps(prepare_trl_inputs(spec)))
+        tmp.replace(out_path)
+        return
     result = run_tunesmith(spec) if role == "tunesmith" else run_trl(spec)
     write_result(out_path, result)
 

@@ -80,19 +80,17 @@ def measure_peak(size: int = 4096, repeats: int = 5) -> float:
     return 2 * size ** 3 / best
 
 
-def spawn(role: str, spec: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+def spawn(role: str, spec: dict[str, Any], out_path: Path) -> dict[str, Any]:
     """Run one side in a fresh interpreter; return its result or the error it printed."""
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
-        spec_path.write_text(json.dumps(spec))
-        cmd = [sys.executable, str(SIDES), role, str(spec_path), str(out_path)]
-        env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false"}
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
-                              check=False)
-        if proc.returncode != 0 or not out_path.is_file():
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-8:]
-            return {"error": " | ".join(tail) or f"exit {proc.returncode}"}
-        return json.loads(out_path.read_text())
+    spec_path = out_path.with_suffix(".spec.json")
+    spec_path.write_text(json.dumps(spec))
+    cmd = [sys.executable, str(SIDES), role, str(spec_path), str(out_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not out_path.is_file():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-8:]
+        return {"error": " | ".join(tail) or f"exit {proc.returncode}"}
+    return {} if role == "prepare" else json.loads(out_path.read_text())
 
 
 def flops(shape: dict[str, int], step: dict[str, int], full: bool) -> float:
@@ -172,27 +170,33 @@ def base_overrides(args: argparse.Namespace) -> list[str]:
     return items
 
 
-def run_rows(args: argparse.Namespace) -> dict[str, Any]:
+def run_rows(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """Run every requested side in its own process; return the raw results."""
     wanted = set(args.rows.split(","))
     timed = args.warmup + args.steps
     longest = max(timed, args.loss_steps if "loss" in wanted else 0)
-    spec = {"overrides": base_overrides(args), "tunesmith_set": args.tunesmith_set}
+    spec = {"overrides": base_overrides(args), "tunesmith_set": args.tunesmith_set,
+            "trl_inputs": str(tmp / "trl_inputs.json")}
     jobs = {
+        "prepare": ("prepare", {**spec, "replay_steps": args.loss_steps}),
         "tunesmith": ("tunesmith", {**spec, "steps": longest}),
         "trl": ("trl", {**spec, "steps": timed}),
         "trl_padding_free": ("trl", {**spec, "steps": timed, "padding_free": True}),
         "loss": ("trl", {**spec, "steps": args.loss_steps, "replay": True,
                          "schedule_steps": longest}),
     }
+    if wanted & {"trl", "trl_padding_free", "loss"}:
+        wanted.add("prepare")
     results = {}
     for name, (role, job) in jobs.items():
-        if name in wanted:
-            started = time.perf_counter()
-            results[name] = spawn(role, job)
-            print(f"{name}: done in {time.perf_counter() - started:.0f} s"
-                  f"{' (' + results[name]['error'] + ')' if 'error' in results[name] else ''}",
-                  file=sys.stderr)
+        if name not in wanted:
+            continue
+        started = time.perf_counter()
+        out = spec["trl_inputs"] if role == "prepare" else tmp / f"{name}.json"
+        results[name] = spawn(role, job, Path(out))
+        error = results[name].get("error")
+        print(f"{name}: done in {time.perf_counter() - started:.0f} s"
+              + (f" (failed: {error})" if error else ""), file=sys.stderr)
     return results
 
 
@@ -229,9 +233,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("TUNESMITH_DATASETS", str(ROOT.parent / "shared" / "datasets"))
     peak = measure_peak()
-    raw = run_rows(args)
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        raw = run_rows(args, Path(tmp))
     summary = {name: summarise(r, args.warmup, peak, args.method == "full")
-               for name, r in raw.items() if name != "loss"}
+               for name, r in raw.items() if name not in ("loss", "prepare")}
     gap = loss_gap(raw["tunesmith"], raw["loss"], args.loss_steps) \
         if "loss" in raw and "tunesmith" in raw else None
     print(table(summary, peak, gap))

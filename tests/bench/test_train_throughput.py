@@ -1,6 +1,7 @@
 """The training-throughput bench runs both sides on the toy model, so it cannot rot."""
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -50,10 +51,12 @@ def test_tunesmith_worker_records_two_steps(bench, sides, spec):
     assert summary["timed_steps"] == 1 and 0 < summary["mfu"] < 1
 
 
-def test_trl_replay_matches_tunesmith_losses(bench, sides, spec):
+def test_trl_replay_matches_tunesmith_losses(bench, sides, spec, tmp_path):
     pytest.importorskip("trl")
     ours = sides.run_tunesmith(spec)
-    theirs = sides.run_trl({**spec, "replay": True, "schedule_steps": 2})
+    inputs = tmp_path / "trl_inputs.json"
+    inputs.write_text(json.dumps(sides.prepare_trl_inputs({**spec, "replay_steps": 2})))
+    theirs = sides.run_trl({**spec, "trl_inputs": str(inputs), "replay": True})
 
     gap = bench.loss_gap(ours, theirs, 2)
     assert gap["steps"] == 2
@@ -70,3 +73,18 @@ def test_sequence_lengths_reads_masks_and_packed_positions(sides):
     assert sides.sequence_lengths(ids, mask, None) == [3, 2]
     packed = torch.tensor([[0, 1, 2, 0, 1, 0]])
     assert sides.sequence_lengths(torch.zeros((1, 6)), None, packed) == [3, 2, 1]
+
+
+@pytest.mark.parametrize("padding_free", [False, True])
+def test_trl_rows_train_on_completions_only(sides, spec, tmp_path, padding_free):
+    pytest.importorskip("trl")
+    inputs = tmp_path / "trl_inputs.json"
+    inputs.write_text(json.dumps(sides.prepare_trl_inputs(spec)))
+    result = sides.run_trl({**spec, "trl_inputs": str(inputs), "padding_free": padding_free})
+
+    assert len(result["steps"]) == 2
+    for step in result["steps"]:
+        assert math.isfinite(step["loss"])
+        assert 0 < step["supervised"] < step["tokens"] <= step["padded"]
+        if padding_free:
+            assert step["tokens"] == step["padded"]
