@@ -66,7 +66,6 @@ DATASETS = {
 }
 
 
-
 def measure_peak(size: int = 4096, repeats: int = 5) -> float:
     """Best fp32 matmul rate (FLOP/s) of `torch.mm` on square matrices, 2 threads."""
     torch.set_num_threads(THREADS)

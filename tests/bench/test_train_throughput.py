@@ -91,3 +91,21 @@ def test_trl_rows_train_on_completions_only(sides, spec, tmp_path):
     for a, b in zip(padded["steps"], flat["steps"]):
         assert a["tokens"] == b["tokens"]
         assert abs(a["loss"] - b["loss"]) < 1e-4
+
+
+def test_summary_counts_only_timed_steps_and_table_shows_ratios(bench):
+    shape = {"linear": 100, "lora": 10, "head": 50, "layers": 2, "d_attn": 4, "trainable": 10}
+    steps = [{"loss": 1.0, "end_s": 10.0 * (i + 1), "tokens": 8, "padded": 10, "pairs": 20,
+              "supervised": 2} for i in range(3)]
+    ours = bench.summarise({"steps": steps, "shape": shape, "examples": 6,
+                            "peak_rss_bytes": 1 << 30}, 1, 1e6, False)
+    theirs = {**ours, "supervised_tok_s": ours["supervised_tok_s"] / 2, "peak_rss_mib": 2048.0}
+
+    assert ours["seconds"] == 20.0 and ours["supervised_tokens"] == 4
+    assert ours["padding_share"] == pytest.approx(0.2)
+    # per step: 4*100*8 + 6*10*8 + 4*50*2 + 12*2*4*20 = 6000 FLOPs; 2 steps in 20 s
+    assert ours["mfu"] == pytest.approx(12000 / 20 / 1e6)
+    text = bench.table({"tunesmith": ours, "trl": theirs, "trl_padding_free": {"error": "x"}},
+                       1e6, None)
+    assert "| tunesmith | 0.2 |" in text and "2.00x | 0.50x |" in text
+    assert "| trl_padding_free | failed: x |" in text
