@@ -1,0 +1,253 @@
+"""Training throughput: tunesmith against TRL SFTTrainer + PEFT, side by side in one run.
+
+Every side trains in its own subprocess (clean peak RSS) with the same model, data, LoRA
+(r=16, alpha 32, all linear layers) or full fine-tuning, batch size, max length, learning
+rate and schedule, fp32, 2 threads, gradient checkpointing off. Rows:
+
+- tunesmith: its own config (`load_config` + dotted overrides, `--tunesmith-set k=v`), data
+  preparation (`prepare_data`), method and loop (`tunesmith.training.loop.train`).
+- trl: SFTTrainer as a user sets it up: conversational prompt/completion rows (the same
+  conversations tunesmith kept), completion-only loss, its default padding collator.
+- trl padding_free: the same with `padding_free=True` (SDPA on CPU).
+- loss curve: TRL replays tunesmith's batch plan (`Schedule`) on tunesmith's tokenized
+  examples (input_ids + completion mask), LoRA initialised with the same seed; the bench
+  prints the largest |loss difference| over the first `--loss-steps` steps.
+
+Throughput counts only timed steps (after `--warmup` steps) and only real tokens:
+
+    supervised tokens/s = supervised tokens in the timed steps / their wall seconds
+
+MFU divides the model FLOPs of the timed steps by their wall time and by the fp32 matmul
+peak this script measures (best `torch.mm` of 4096 x 4096 matrices on 2 threads):
+
+    FLOPs = c * N_linear * T_real + 6 * N_lora * T_real + c * V * H * T_sup
+            + 12 * layers * d_attn * sum over sequences of L * (L + 1) / 2
+
+with c = 4 for a frozen base (forward 2, input gradients 2) and 6 for full fine-tuning
+(plus weight gradients 2); N_linear = the weights of the decoder's linear layers (embedding
+and output head excluded), N_lora = LoRA weights, T_real = non-padding tokens, T_sup =
+supervised tokens (both sides apply the output head, V x H, to supervised positions only),
+L = the real length of each sequence (attention: QK^T and AV, 4 * d_attn FLOPs per
+query-key pair forward, three times that with the backward). Padding earns nothing.
+
+    python bench/train_throughput.py                     # Banking77, LoRA, ~15 min idle
+    python bench/train_throughput.py --quick             # ~3 min smoke run
+    python bench/train_throughput.py --dataset dolly --method full --json out.json
+    python bench/train_throughput.py --tunesmith-set training.packing=true
+
+Datasets come from $TUNESMITH_DATASETS (banking77/, dolly-prompt-response/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SIDES = Path(__file__).resolve().parent / "throughput_sides.py"
+THREADS = 2
+DATASETS = {
+    "banking77": ["data.train=[\"${TUNESMITH_DATASETS}/banking77/train.csv\"]",
+                  "data.format=mapped", "data.mapping.user='{text}'",
+                  "data.mapping.assistant_json={intent: '{category}'}",
+                  "data.system_prompt=Classify the banking customer's intent. Answer in JSON.",
+                  "data.max_length=256"],
+    "dolly": [("data.train=[\"${TUNESMITH_DATASETS}/dolly-prompt-response/"
+               "dolly_hhrlhf_train_small.jsonl\"]"), "data.max_length=512"],
+}
+
+
+def measure_peak(size: int = 4096, repeats: int = 5) -> float:
+    """Best fp32 matmul rate (FLOP/s) of `torch.mm` on square matrices, 2 threads."""
+    torch.set_num_threads(THREADS)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)  # warm-up: first call allocates and picks the kernel
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
+
+
+def spawn(role: str, spec: dict[str, Any], out_path: Path) -> dict[str, Any]:
+    """Run one side in a fresh interpreter; return its result or the error it printed."""
+    spec_path = out_path.with_suffix(".spec.json")
+    spec_path.write_text(json.dumps(spec))
+    cmd = [sys.executable, str(SIDES), role, str(spec_path), str(out_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not out_path.is_file():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-8:]
+        return {"error": " | ".join(tail) or f"exit {proc.returncode}"}
+    return {} if role == "prepare" else json.loads(out_path.read_text())
+
+
+def flops(shape: dict[str, int], step: dict[str, int], full: bool) -> float:
+    """Model FLOPs of one step (formula in the module docstring)."""
+    c = 6 if full else 4
+    return (c * shape["linear"] * step["tokens"] + 6 * shape["lora"] * step["tokens"]
+            + c * shape["head"] * step["supervised"]
+            + 12 * shape["layers"] * shape["d_attn"] * step["pairs"])
+
+
+def summarise(result: dict[str, Any], warmup: int, peak: float, full: bool) -> dict[str, Any]:
+    """Throughput, MFU and memory of the timed steps (after `warmup` steps)."""
+    if "error" in result:
+        return {"error": result["error"]}
+    steps = result["steps"]
+    timed = steps[warmup:]
+    if not timed:
+        return {"error": f"only {len(steps)} steps ran; nothing timed after {warmup} warm-up"}
+    seconds = timed[-1]["end_s"] - (steps[warmup - 1]["end_s"] if warmup else 0.0)
+    sup = sum(s["supervised"] for s in timed)
+    real = sum(s["tokens"] for s in timed)
+    padded = sum(s["padded"] for s in timed)
+    work = sum(flops(result["shape"], s, full) for s in timed)
+    return {"timed_steps": len(timed), "seconds": seconds, "supervised_tokens": sup,
+            "real_tokens": real, "padded_tokens": padded,
+            "supervised_tok_s": sup / seconds, "real_tok_s": real / seconds,
+            "padding_share": 1 - real / padded if padded else 0.0,
+            "mfu": work / seconds / peak, "peak_rss_mib": result["peak_rss_bytes"] / 2**20,
+            "trainable_params": result["shape"]["trainable"], "examples": result["examples"]}
+
+
+def loss_gap(ours: dict[str, Any], theirs: dict[str, Any], steps: int) -> dict[str, Any]:
+    """Largest |loss difference| over the first `steps` steps, and at step 1."""
+    if "error" in ours or "error" in theirs:
+        return {"error": theirs.get("error") or ours.get("error")}
+    a = [s["loss"] for s in ours["steps"][:steps]]
+    b = [s["loss"] for s in theirs["steps"][:steps]]
+    n = min(len(a), len(b))
+    diffs = [abs(x - y) for x, y in zip(a[:n], b[:n])]
+    return {"steps": n, "max_abs_diff": max(diffs) if diffs else None,
+            "initial_diff": diffs[0] if diffs else None,
+            "tunesmith": a[:n], "trl": b[:n]}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; `--quick` shrinks every count for a smoke run."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="banking77")
+    p.add_argument("--method", choices=["lora", "full"], default="lora")
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-length", type=int, default=None, help="default: per dataset")
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    p.add_argument("--steps", type=int, default=8, help="timed steps")
+    p.add_argument("--loss-steps", type=int, default=50, help="steps of the loss curve")
+    p.add_argument("--quick", action="store_true", help="1 + 3 steps, 5-step loss curve")
+    p.add_argument("--rows", default="tunesmith,trl,trl_padding_free,loss",
+                   help="comma-separated subset of the rows to run")
+    p.add_argument("--tunesmith-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra tunesmith config override (repeatable)")
+    p.add_argument("--json", type=Path, help="also write every number to this file")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.warmup, args.steps, args.loss_steps = 1, 3, 5
+    return args
+
+
+def base_overrides(args: argparse.Namespace) -> list[str]:
+    """Config overrides both sides share (tunesmith reads them; TRL copies them)."""
+    items = [*DATASETS[args.dataset], f"model.name={args.model}", f"method.name={args.method}",
+             "method.r=16", "method.alpha=32", "method.target_modules=all-linear",
+             f"training.batch_size={args.batch_size}", f"training.lr={args.lr}",
+             "training.seed=0", "data.seed=0"]
+    if args.max_length:
+        items.append(f"data.max_length={args.max_length}")
+    return items
+
+
+def run_rows(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Run every requested side in its own process; return the raw results."""
+    wanted = set(args.rows.split(","))
+    timed = args.warmup + args.steps
+    longest = max(timed, args.loss_steps if "loss" in wanted else 0)
+    spec = {"overrides": base_overrides(args), "tunesmith_set": args.tunesmith_set,
+            "trl_inputs": str(tmp / "trl_inputs.json")}
+    jobs = {
+        "prepare": ("prepare", {**spec, "replay_steps": args.loss_steps}),
+        "tunesmith": ("tunesmith", {**spec, "steps": longest}),
+        "trl": ("trl", {**spec, "steps": timed}),
+        "trl_padding_free": ("trl", {**spec, "steps": timed, "padding_free": True}),
+        "loss": ("trl", {**spec, "steps": args.loss_steps, "replay": True,
+                         "schedule_steps": longest}),
+    }
+    if wanted & {"trl", "trl_padding_free", "loss"}:
+        wanted.add("prepare")
+    results = {}
+    for name, (role, job) in jobs.items():
+        if name not in wanted:
+            continue
+        started = time.perf_counter()
+        out = spec["trl_inputs"] if role == "prepare" else tmp / f"{name}.json"
+        results[name] = spawn(role, job, Path(out))
+        error = results[name].get("error")
+        print(f"{name}: done in {time.perf_counter() - started:.0f} s"
+              + (f" (failed: {error})" if error else ""), file=sys.stderr)
+    return results
+
+
+def ratio(a: Any, b: Any) -> str:
+    return f"{a / b:.2f}x" if isinstance(a, float) and isinstance(b, float) and b else "-"
+
+
+def table(rows: dict[str, dict[str, Any]], peak: float, gap: dict[str, Any] | None) -> str:
+    """The Markdown table printed at the end."""
+    lines = [f"fp32 matmul peak (torch.mm 4096, {THREADS} threads): {peak / 1e9:.1f} GFLOP/s", "",
+             ("| row | supervised tok/s | real tok/s | padding | MFU | peak RSS MiB | "
+              "vs TRL tok/s | vs TRL RSS |"), "|---|---|---|---|---|---|---|---|"]
+    ref = rows.get("trl", {})
+    for name, r in rows.items():
+        if "error" in r:
+            lines.append(f"| {name} | failed: {r['error'][:150]} | | | | | | |")
+            continue
+        lines.append(
+            f"| {name} | {r['supervised_tok_s']:.1f} | {r['real_tok_s']:.1f} | "
+            f"{r['padding_share']:.0%} | {r['mfu']:.1%} | {r['peak_rss_mib']:.0f} | "
+            f"{ratio(r['supervised_tok_s'], ref.get('supervised_tok_s'))} | "
+            f"{ratio(r['peak_rss_mib'], ref.get('peak_rss_mib'))} |")
+    if gap is not None:
+        if "error" in gap:
+            lines += ["", f"loss curve: failed: {gap['error']}"]
+        else:
+            lines += ["", (f"loss curve, same batches (tunesmith vs TRL replay), first "
+                           f"{gap['steps']} steps: max |diff| {gap['max_abs_diff']:.2e}, "
+                           f"step 1 |diff| {gap['initial_diff']:.2e}")]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    os.environ.setdefault("TUNESMITH_DATASETS", str(ROOT.parent / "shared" / "datasets"))
+    peak = measure_peak()
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        raw = run_rows(args, Path(tmp))
+    summary = {name: summarise(r, args.warmup, peak, args.method == "full")
+               for name, r in raw.items() if name not in ("loss", "prepare")}
+    gap = loss_gap(raw["tunesmith"], raw["loss"], args.loss_steps) \
+        if "loss" in raw and "tunesmith" in raw else None
+    print(table(summary, peak, gap))
+    if args.json:
+        payload = {"args": {k: str(v) if isinstance(v, Path) else v
+                            for k, v in vars(args).items()},
+                   "matmul_peak_flops": peak, "rows": summary, "loss_curve": gap,
+                   "torch_threads": THREADS}
+        tmp = args.json.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, indent=2))
+        tmp.replace(args.json)
+
+
+if __name__ == "__main__":
+    main()
