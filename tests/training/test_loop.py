@@ -68,8 +68,8 @@ def test_accumulation_normalises_by_all_supervised_tokens(toy_dir, examples) -> 
     # BUG-13: batch 4 x accumulation 1 == batch 1 x accumulation 4
     counts = [e.supervised for e in examples]
     assert len(set(counts)) == 4
-    big, loss_a = _one_step(toy_dir, examples, 4, 1)
-    small, loss_b = _one_step(toy_dir, examples, 1, 4)
+    big, loss_a = _one_step(toy_dir, examples, 4, 1, packing=False)
+    small, loss_b = _one_step(toy_dir, examples, 1, 4, packing=False)
     module = SupervisedLoss(_toy(toy_dir))
     with torch.no_grad():
         total = sum(module(**_tensors(collate([e], 2)))[0].item() for e in examples)
@@ -91,7 +91,7 @@ def _assert_same_grads(got: dict, expected: dict) -> None:
 @pytest.mark.parametrize("pack_length", [None, 24, 512])
 def test_packed_step_is_the_padded_step(toy_dir, examples, attention, pack_length) -> None:
     # rows bounded by the longest example (None), several short rows (24), one row (512)
-    padded, loss_padded = _one_step(toy_dir, examples, 4, 1, attention)
+    padded, loss_padded = _one_step(toy_dir, examples, 4, 1, attention, packing=False)
     packed, loss_packed = _one_step(toy_dir, examples, 4, 1, attention, packing=True,
                                     pack_length=pack_length)
     assert loss_packed == pytest.approx(loss_padded, rel=1e-5)

@@ -82,7 +82,7 @@ class TrainingConfig:
     seed: int = opt(0, "seed for weights, dropout and data order")
     threads: int | None = opt(None, "torch CPU threads; null = torch's default", minimum=1)
     gradient_checkpointing: bool = opt(False, "recompute activations to save memory")
-    packing: bool = opt(False, "pack each micro-batch's examples padding-free into rows "
+    packing: bool = opt(True, "pack each micro-batch's examples padding-free into rows "
                         "(same examples and same update as padded batches)")
     pack_length: int | None = opt(None, "longest packed row in tokens; null = data.max_length",
                                   minimum=8)
