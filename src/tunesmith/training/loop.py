@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import torch
 
 from tunesmith.config.schema import TrainingConfig
 from tunesmith.errors import CheckpointError
-from tunesmith.formatting.chat import EncodedExample
+from tunesmith.formatting.chat import IGNORE_INDEX, EncodedExample
 from tunesmith.modeling.loss import SupervisedLoss, mean_token_loss
 from tunesmith.modeling.precision import resolve_mixed_precision
 from tunesmith.tokenization.batching import (
@@ -108,7 +108,11 @@ class Schedule:
         return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
 
     def micro_batches(self, step: int, rank: int) -> list[list[int]]:
-        """Example indices of this rank's micro-batches for optimizer step `step`."""
+        """Example indices of this rank's micro-batches for optimizer step `step`.
+
+        Every rank gets the same number of micro-batches; a share is empty when the last
+        global batch of an epoch has fewer examples than processes need.
+        """
         out = []
         for k in range(step * self.cfg.grad_accum, (step + 1) * self.cfg.grad_accum):
             epoch, index = divmod(k, self.per_epoch)
@@ -116,9 +120,7 @@ class Schedule:
                 self._cache = {epoch: length_grouped_batches(
                     self.lengths, self.global_batch, self.cfg.seed + epoch)}
             rows = self._cache[epoch][index]
-            share = rows[rank * self.cfg.batch_size : (rank + 1) * self.cfg.batch_size]
-            if share:
-                out.append(share)
+            out.append(rows[rank * self.cfg.batch_size : (rank + 1) * self.cfg.batch_size])
         return out
 
 
@@ -336,12 +338,18 @@ def _collate(examples: list[EncodedExample], pad_id: int, cfg: TrainingConfig,
     return pack_rows(examples, pad_id, max(capacity, longest))
 
 
+def _silent(example: EncodedExample) -> EncodedExample:
+    """A copy that supervises nothing, for a process whose share of a micro-batch is empty:
+    it still runs forward and backward, so the gradient all-reduce finds every process."""
+    return replace(example, labels=[IGNORE_INDEX] * len(example.labels))
+
+
 def _optimizer_step(
     module: Any, optimizer: Any, scheduler: Any, schedule: Schedule, inputs: TrainInputs,
     state: LoopState, accelerator: Any, cfg: TrainingConfig,
 ) -> float:
     """One optimizer step over this step's micro-batches; return the step's mean token loss."""
-    micro = [[inputs.train[i] for i in rows]
+    micro = [[inputs.train[i] for i in rows] or [_silent(inputs.train[0])]
              for rows in schedule.micro_batches(state.step, accelerator.process_index)]
     batches = [_collate(examples, inputs.pad_id, cfg, inputs.max_length) for examples in micro]
     local = sum(b.supervised for b in batches)  # counted on the host: no device sync
@@ -361,7 +369,7 @@ def _optimizer_step(
             loss, _ = module(**_to(batch, accelerator.device))
             accelerator.backward(loss * scale)
         summed += loss.detach().double()  # stays on the device until the step ends
-        state.tokens += sum(len(e.input_ids) for e in micro[index])
+        state.tokens += sum(len(e.input_ids) for e in micro[index] if e.supervised)
     if cfg.max_grad_norm:
         accelerator.clip_grad_norm_(module.parameters(), cfg.max_grad_norm)
     optimizer.step()
