@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,10 @@ def _load(name: str):
 
 @pytest.fixture(scope="module")
 def sides():
-    return _load("throughput_sides")
+    module = _load("throughput_sides")
+    yield module
+    for path in module.SCRATCH:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
