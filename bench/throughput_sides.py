@@ -11,6 +11,7 @@ parameter counts of the FLOPs formula and the peak RSS of the process.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 
 THREADS = 2
+SCRATCH: list[Path] = []  # temporary folders of this worker
 
 
 # ---------------------------------------------------------------- shared by the workers
@@ -130,12 +132,28 @@ def tunesmith_model(config: Any) -> Any:
     return method.prepare(loaded.model), method, loaded.tokenizer
 
 
+def scratch(prefix: str) -> Path:
+    """A temporary folder the worker's `main` removes at exit."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    SCRATCH.append(path)
+    return path
+
+
+def per_step(calls: list[dict[str, int]], steps: int) -> list[dict[str, int]]:
+    """Sum the decoder calls of each step (one per step unless a loop splits its batch)."""
+    if not steps or len(calls) % steps:
+        raise RuntimeError(f"{len(calls)} decoder calls do not divide into {steps} steps")
+    k = len(calls) // steps
+    return [{key: sum(c[key] for c in calls[i : i + k]) for key in calls[i]}
+            for i in range(0, len(calls), k)]
+
+
 def run_tunesmith(spec: dict[str, Any]) -> dict[str, Any]:
     """Train `steps` optimizer steps with tunesmith's loop; return per-step records."""
     from tunesmith.training import loop
 
     set_threads()
-    out_dir = Path(tempfile.mkdtemp(prefix="bench-tunesmith-"))
+    out_dir = scratch("bench-tunesmith-")
     config, _, data = tunesmith_data(spec, out_dir)
     config.training.max_steps = spec["steps"]
     model, method, tokenizer = tunesmith_model(config)
@@ -148,7 +166,7 @@ def run_tunesmith(spec: dict[str, Any]) -> dict[str, Any]:
     rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "loss" in r]
     steps, sup_before = [], 0
-    for row, call in zip(rows, recorder.calls):
+    for row, call in zip(rows, per_step(recorder.calls, len(rows)), strict=True):
         steps.append({"loss": row["loss"], "end_s": row["elapsed_s"], **call,
                       "supervised": row["supervised_tokens"] - sup_before})
         sup_before = row["supervised_tokens"]
@@ -209,7 +227,7 @@ def prepare_trl_inputs(spec: dict[str, Any]) -> dict[str, Any]:
 
     Done in a process of its own so tunesmith's data preparation never counts in TRL's RSS.
     """
-    out_dir = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
+    out_dir = scratch("bench-prepare-")
     config, _, data = tunesmith_data(spec, out_dir)
     return {"settings": trl_settings(config), "rows": trl_rows(config, data),
             "replay": replay_inputs(config, data, spec.get("replay_steps", 0))}
@@ -323,7 +341,7 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
     from tunesmith.modeling.loading import load_tokenizer
 
     set_threads()
-    out_dir = Path(tempfile.mkdtemp(prefix="bench-trl-"))
+    out_dir = scratch("bench-trl-")
     inputs = json.loads(Path(spec["trl_inputs"]).read_text())
     settings, replay = inputs["settings"], bool(spec.get("replay"))
     dataset, plan = trl_dataset(inputs, replay)
@@ -337,7 +355,8 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
     recorder = ForwardRecorder(trainer.model)
     trainer.train()
     steps = [{"loss": loss, "end_s": end, "supervised": sup, **call} for loss, end, sup, call
-             in zip(trainer.losses, trainer.ends, trainer.supervised, recorder.calls)]
+             in zip(trainer.losses, trainer.ends, trainer.supervised,
+                    per_step(recorder.calls, len(trainer.ends)), strict=True)]
     return {"steps": steps, "shape": model_shape(trainer.model),
             "forwards": len(recorder.calls), "examples": len(dataset)}
 
@@ -348,13 +367,16 @@ def main(role: str, spec_path: str, out_path: str) -> None:
 
     logging.basicConfig(level=logging.WARNING)
     spec = json.loads(Path(spec_path).read_text())
-    if role == "prepare":
-        tmp = Path(out_path).with_suffix(".tmp")
-        tmp.write_text(json.dumps(prepare_trl_inputs(spec)))
-        tmp.replace(out_path)
-        return
-    result = run_tunesmith(spec) if role == "tunesmith" else run_trl(spec)
-    write_result(out_path, result)
+    try:
+        if role == "prepare":
+            tmp = Path(out_path).with_suffix(".tmp")
+            tmp.write_text(json.dumps(prepare_trl_inputs(spec)))
+            tmp.replace(out_path)
+            return
+        write_result(out_path, run_tunesmith(spec) if role == "tunesmith" else run_trl(spec))
+    finally:
+        for path in SCRATCH:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -100,14 +100,16 @@ def flops(shape: dict[str, int], step: dict[str, int], full: bool) -> float:
             + 12 * shape["layers"] * shape["d_attn"] * step["pairs"])
 
 
-def summarise(result: dict[str, Any], warmup: int, peak: float, full: bool) -> dict[str, Any]:
-    """Throughput, MFU and memory of the timed steps (after `warmup` steps)."""
+def summarise(result: dict[str, Any], window: tuple[int, int], peak: float,
+              full: bool) -> dict[str, Any]:
+    """Throughput, MFU and memory of the timed steps: `window` = (warm-up, timed) steps."""
     if "error" in result:
         return {"error": result["error"]}
     steps = result["steps"]
-    timed = steps[warmup:]
-    if not timed:
-        return {"error": f"only {len(steps)} steps ran; nothing timed after {warmup} warm-up"}
+    warmup, count = window
+    timed = steps[warmup : warmup + count]
+    if len(timed) < count:
+        return {"error": f"only {len(steps)} steps ran; expected {warmup} warm-up + {count}"}
     seconds = timed[-1]["end_s"] - (steps[warmup - 1]["end_s"] if warmup else 0.0)
     sup = sum(s["supervised"] for s in timed)
     real = sum(s["tokens"] for s in timed)
@@ -234,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     peak = measure_peak()
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         raw = run_rows(args, Path(tmp))
-    summary = {name: summarise(r, args.warmup, peak, args.method == "full")
+    summary = {name: summarise(r, (args.warmup, args.steps), peak, args.method == "full")
                for name, r in raw.items() if name not in ("loss", "prepare")}
     gap = loss_gap(raw["tunesmith"], raw["loss"], args.loss_steps) \
         if "loss" in raw and "tunesmith" in raw else None
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
         payload = {"args": {k: str(v) if isinstance(v, Path) else v
                             for k, v in vars(args).items()},
                    "matmul_peak_flops": peak, "rows": summary, "loss_curve": gap,
-                   "torch_threads": THREADS}
+                   "torch_threads": THREADS, "per_step": raw}
         tmp = args.json.with_suffix(".tmp")
         tmp.write_text(json.dumps(payload, indent=2))
         tmp.replace(args.json)

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,10 @@ def _load(name: str):
 
 @pytest.fixture(scope="module")
 def sides():
-    return _load("throughput_sides")
+    module = _load("throughput_sides")
+    yield module
+    for path in module.SCRATCH:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,7 @@ def test_tunesmith_worker_records_two_steps(bench, sides, spec):
         assert math.isfinite(step["loss"])
         assert 0 < step["supervised"] < step["tokens"] <= step["padded"]
     assert result["shape"]["lora"] > 0 and result["shape"]["layers"] == 2
-    summary = bench.summarise({**result, "peak_rss_bytes": 1 << 30}, 1, 1e12, False)
+    summary = bench.summarise({**result, "peak_rss_bytes": 1 << 30}, (1, 1), 1e12, False)
     assert summary["timed_steps"] == 1 and 0 < summary["mfu"] < 1
 
 
@@ -95,10 +99,11 @@ def test_trl_rows_train_on_completions_only(sides, spec, tmp_path):
 
 def test_summary_counts_only_timed_steps_and_table_shows_ratios(bench):
     shape = {"linear": 100, "lora": 10, "head": 50, "layers": 2, "d_attn": 4, "trainable": 10}
+    # 4 steps ran (the loss curve may run longer); warm-up 1, then 2 timed steps
     steps = [{"loss": 1.0, "end_s": 10.0 * (i + 1), "tokens": 8, "padded": 10, "pairs": 20,
-              "supervised": 2} for i in range(3)]
+              "supervised": 2} for i in range(4)]
     ours = bench.summarise({"steps": steps, "shape": shape, "examples": 6,
-                            "peak_rss_bytes": 1 << 30}, 1, 1e6, False)
+                            "peak_rss_bytes": 1 << 30}, (1, 2), 1e6, False)
     theirs = {**ours, "supervised_tok_s": ours["supervised_tok_s"] / 2, "peak_rss_mib": 2048.0}
 
     assert ours["seconds"] == 20.0 and ours["supervised_tokens"] == 4
