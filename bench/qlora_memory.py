@@ -44,7 +44,7 @@ def measure(model_name: str, base: str, steps: int, threads: int) -> dict:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     ids = torch.randint(0, model.config.vocab_size, (4, 128))  # [batch, seq]
     times, losses = [], []
-    for _ in range(steps + 1):
+    for _ in range(steps + 1 if steps else 0):  # --steps 0: weights memory only
         tick = time.perf_counter()
         loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
@@ -52,7 +52,8 @@ def measure(model_name: str, base: str, steps: int, threads: int) -> dict:
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - tick)
         losses.append(round(float(loss), 3))
-    steady = times[1:] or [float("nan")]  # --steps 0: load and one step only
+    times = times or [float("nan")]
+    steady = times[1:] or [float("nan")]
     return {"base": base, "weights_mib": round(weights / 2**20, 1), "load_s": round(load_s, 1),
             "s_per_step": round(sum(steady) / len(steady), 2),
             "min_s_per_step": round(min(steady), 2), "first_step_s": round(times[0], 2),

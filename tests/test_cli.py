@@ -113,7 +113,7 @@ def test_config_problems_are_all_reported(config: Path, capsys) -> None:
     assert "3 problem(s)" in err and "Traceback" not in err
     assert "training.lr: expected a number, found 'fast'" in err
     assert "training.batchsize: unknown key (did you mean training.batch_size?)" in err
-    assert "method.name: expected one of lora, rslora, dora, full, found 'magic'" in err
+    assert "method.name: expected one of lora, rslora, dora, qlora, full, found 'magic'" in err
 
 
 def test_no_usable_row_stops_before_training(config: Path, write_jsonl, capsys) -> None:

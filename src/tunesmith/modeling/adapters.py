@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunesmith.errors import ExportError
+from tunesmith.modeling.tokens import PAD_TO_MULTIPLE
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ def load_adapter(model: Any, adapter_dir: str) -> Any:
 
         vocab = len(AutoTokenizer.from_pretrained(adapter_dir))
         if vocab > model.get_input_embeddings().weight.shape[0]:
-            model.resize_token_embeddings(vocab, pad_to_multiple_of=64, mean_resizing=False)
+            model.resize_token_embeddings(vocab, pad_to_multiple_of=PAD_TO_MULTIPLE,
+                                          mean_resizing=False)
     return PeftModel.from_pretrained(model, adapter_dir)
 
 
