@@ -169,10 +169,11 @@ def main() -> None:
     parser.add_argument("--embeddings", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-lengths", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not (args.child_check or args.child_clean) or args.embeddings or not args.no_lengths:
+        import torch  # only where a model runs: importing it adds ~190 MiB to the peak RSS
+
+        torch.set_num_threads(args.threads)
     workers = [int(w) for w in str(args.workers).split(",")]
     if args.child_check:
         return child_check(args.child_check, args.embeddings, workers[0], not args.no_lengths)

@@ -75,10 +75,13 @@ def audit_data(train: list[str], eval_files: list[str], config: RunConfig,
     label_field = normalise.label_field
     counter = _token_counter(config) if options.lengths else None
     finder = _sensitive_finder(config)
+    bands = ("full", "prompt", "key") if eval_files else ("full", "prompt")
     with _timer(timings, "scan"):
-        ours = _scan(train, normalise, counter, finder, config, options)
-        other = _scan(eval_files, _normaliser(eval_files, config), None, finder, config,
-                      options) if eval_files else None
+        ours = _scan(train, ScanJob(normalise, config.audit.near_threshold, row_extras(finder),
+                                    counter, bands), config, options)
+        other = _scan(eval_files, ScanJob(_normaliser(eval_files, config),
+                                          config.audit.near_threshold, row_extras(finder),
+                                          None, bands), config, options) if eval_files else None
     table = ours.side.table
     if not table.rows:
         raise DataError(f"{', '.join(train)}: no rows found; check the file is not empty")
@@ -121,11 +124,11 @@ class _timer:
         self.timings[f"{self.name}_cpu"] = time.process_time() - self.cpu
 
 
-def _scan(paths: list[str], normalise: RowNormaliser, counter: Any, finder: Any,
-          config: RunConfig, options: AuditOptions) -> Scanned:
+def _scan(paths: list[str], job: ScanJob, config: RunConfig,
+          options: AuditOptions) -> Scanned:
     """Stream the files once into features, in `data.workers` processes."""
     fixes: list[str] = []
-    job = ScanJob(normalise, config.audit.near_threshold, row_extras(finder), counter)
+    normalise = job.normalise
     extras = Extras()
     bar = tqdm(desc="reading rows", unit="row", disable=None if options.progress else True)
 

@@ -93,7 +93,9 @@ def clean_data(paths: list[str], out: Path, shape: str = "auto",
         raise DataError(f"eval fraction must be in [0, 1), found {options.eval_fraction}")
     mapping, label_field = first_row_mapping(paths, shape, mapping)
     cleaned = RowNormaliser(shape, mapping, label_field, _cleaner(options.redact))
-    job = ScanJob(cleaned, options.near_threshold)
+    bands = ("full",) + (("prompt",) if options.contradictions != "keep" else ()) + (
+        ("key",) if options.eval_fraction > 0 else ())
+    job = ScanJob(cleaned, options.near_threshold, bands=bands)
     table = gather(scan(job, chunked(numbered(paths, [])), workers), label_field is not None)
     side = Side(table, lambda: numbered(paths, []), cleaned)
     decide = _Decisions(side, options, label_field is not None)

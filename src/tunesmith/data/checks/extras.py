@@ -96,8 +96,9 @@ class Extras:
         extra, offset = chunk.extra, self.usable
         self.usable += len(chunk.positions)
         self.chunks += 1
-        for name in ("has_system", "repetitive", "key_words"):
-            getattr(self, name).append(np.array(extra.get(name, []), dtype=np.int32))
+        for name, dtype in (("has_system", np.bool_), ("repetitive", np.bool_),
+                            ("key_words", np.int32)):
+            getattr(self, name).append(np.array(extra.get(name, []), dtype=dtype))
         if extra.get("tokens"):
             self.tokens.append(np.array(extra["tokens"], dtype=np.int64).reshape(-1, 3))
         self.answer_words += sum(extra.get("answer_words", []))

@@ -61,6 +61,9 @@ class ScanJob:
     row_hook: Callable[[Conversation, Texts, dict, dict], None] | None = None
     # conversations -> per conversation (a late reject or None, more info)
     chunk_hook: Callable[[list[Conversation]], list[tuple[Reject | None, dict]]] | None = None
+    # band keys to keep: "full" (near copies), "prompt" (same question at 0.9), "key"
+    # (prompt or text at the near threshold: leakage and the split); 12, 5 and 12 bytes x 4
+    bands: tuple[str, ...] = ("full", "prompt", "key")
 
 
 @dataclass
@@ -113,7 +116,7 @@ def scan_chunk(raws: list[tuple[int, RawRow]]) -> Chunk:
             job.row_hook(conv, row_texts, info | more, chunk.extra)
         texts.append(row_texts)
     chunk.rejects.sort(key=lambda item: item[0])
-    _add_bands(chunk, texts, job.near_threshold)
+    _add_bands(chunk, texts, job.near_threshold, job.bands)
     return chunk
 
 
@@ -125,12 +128,14 @@ def _add_row(chunk: Chunk, texts: Texts, info: dict) -> None:
         cols.setdefault(name, []).append(value)
 
 
-def _add_bands(chunk: Chunk, texts: list[Texts], threshold: float) -> None:
+def _add_bands(chunk: Chunk, texts: list[Texts], threshold: float,
+               wanted: tuple[str, ...]) -> None:
     full = minhash.signatures([shingles(t.full) for t in texts])
     key = minhash.signatures([shingles(t.key) for t in texts])
-    chunk.bands = {"full": minhash.band_keys(full, threshold),
-                   "key": minhash.band_keys(key, threshold),
-                   "prompt": minhash.band_keys(key, PROMPT_THRESHOLD)}
+    made = {"full": lambda: minhash.band_keys(full, threshold),
+            "key": lambda: minhash.band_keys(key, threshold),
+            "prompt": lambda: minhash.band_keys(key, PROMPT_THRESHOLD)}
+    chunk.bands = {name: made[name]() for name in wanted}
 
 
 def numbered(paths: Iterable[str | Path], fixes: list[str]) -> Iterator[tuple[int, RawRow]]:

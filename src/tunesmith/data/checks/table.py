@@ -35,8 +35,9 @@ class RefList:
         self.lines.append(np.array([line for _, line, _ in places], dtype=np.int64))
 
     def freeze(self) -> None:
-        self.ids = [np.concatenate(self.ids)] if self.ids else [np.zeros(0, np.int32)]
-        self.lines = [np.concatenate(self.lines)] if self.lines else [np.zeros(0, np.int64)]
+        """Join the per-chunk arrays into one of each."""
+        self.ids = [np.concatenate(self.ids) if self.ids else np.zeros(0, np.int32)]
+        self.lines = [np.concatenate(self.lines) if self.lines else np.zeros(0, np.int64)]
 
     def row_ref(self, position: int) -> RowRef:
         source, unit = self.sources[int(self.ids[0][position])]
@@ -95,9 +96,11 @@ def gather(chunks: Iterable[Chunk], labelled: bool,
                 table.rejects.append(reject)
         if merge_extra:
             merge_extra(chunk)
+    # one column at a time, each chunk list dropped as soon as it is joined: the peak is the
+    # table plus one column, not two whole tables
     table.positions = _cat(parts.pop("positions"))
-    table.keys = {name: _cat(arrays) for name, arrays in parts.items()}
-    table.bands = {name: np.concatenate(arrays) for name, arrays in bands.items()}
+    table.keys = {name: _cat(parts.pop(name)) for name in list(parts)}
+    table.bands = {name: np.concatenate(bands.pop(name)) for name in list(bands)}
     table.refs.freeze()
     return table
 

@@ -84,7 +84,9 @@ class TextChecks:
         self.near_candidates = minhash.candidate_pairs(train.table.bands["full"], ~copies)
         reps = first_positions(keys["prompt_key"], skip_zero=True) == np.arange(
             train.table.usable)
-        self.prompt_candidates = minhash.candidate_pairs(train.table.bands["prompt"], reps)
+        prompt_bands = train.table.bands.get("prompt")  # absent when contradictions are kept
+        self.prompt_candidates = minhash.candidate_pairs(prompt_bands, reps) if (
+            prompt_bands is not None) else set()
         self.prompt_groups = self._prompt_groups(self.prompt_candidates)
         self.leak_candidates = self._leak_candidates() if other else {}
         self.top_answers = self._top_answers()
