@@ -1,8 +1,8 @@
 """Memory and time of a training run, from the model's shape, the data and the hardware.
 
-Memory is the sum of what the loop keeps alive at its peak (the backward pass of the longest
-micro-batch): weights, gradients, AdamW moments, saved activations, the supervised logits and
-the runtime (interpreter, libraries, allocator). Time is model FLOPs over
+Memory is what the loop keeps alive at its peak: weights, AdamW moments and the runtime
+(interpreter, libraries) always, plus the larger of the saved activations and logits of the
+longest micro-batch (start of the backward pass) and the gradients (its end). Time is model FLOPs over
 peak x efficiency, plus the optimizer update, which reads and writes memory rather than
 computing. Constants marked "fitted" were calibrated against measured runs (see
 bench/estimate_accuracy.py and docs/results.md).
@@ -69,7 +69,7 @@ def trainable_params(shape: ArchShape, method: str) -> int:
 
 
 def memory_split(shape: ArchShape, plan: RunPlan, hw: Hardware) -> dict[str, float]:
-    """Peak memory by part, in GB; `peak_gb` is their sum."""
+    """Peak memory by part, in GB; `peak_gb` counts activations or gradients, not both."""
     dtype = DTYPE_BYTES.get(plan.dtype, 4.0)
     trained = trainable_params(shape, plan.method)
     base = BASE_BITS_BYTES[plan.base_bits] if plan.base_bits else dtype
@@ -84,7 +84,11 @@ def memory_split(shape: ArchShape, plan: RunPlan, hw: Hardware) -> dict[str, flo
              "optimizer_states": trained * ADAMW_BYTES, "activations": activations,
              "logits": logits, "runtime_overhead": hw.runtime_gb * GB}
     split = {f"{k}_gb": round(v / GB, 6) for k, v in parts.items()}
-    split["peak_gb"] = round(sum(parts.values()) / GB, 6)
+    # backward frees each layer's activations as it writes that layer's gradients, and the
+    # loop drops gradients after every step: the two peak at different moments
+    transient = max(activations + logits, parts["gradients"])
+    steady = weights + parts["optimizer_states"] + parts["runtime_overhead"]
+    split["peak_gb"] = round((steady + transient) / GB, 6)
     return split
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from tunesmith.errors import ConfigError
 from tunesmith.training.cost import Hardware
 
-# Share of the measured fp32 matmul throughput that CPU training reaches, fitted on measured
-# LoRA and full fine-tuning runs of SmolLM2-135M (bench/estimate_accuracy.py).
-CPU_EFFICIENCY = 0.20
+# Share of the measured fp32 matmul throughput that CPU training reaches: fitted on the
+# steady rate of the Banking77 LoRA epoch in docs/results.md (335 tokens/s, batch 16).
+# Short runs on a busy machine came out slower; see "Cost estimate" there.
+CPU_EFFICIENCY = 0.50
 CPU_RUNTIME_GB = 0.45  # interpreter, torch, transformers, peft and the tokenizer (measured)
 # GPUs: dense bf16 tensor-core peak (TFLOPS), memory (GB), bandwidth (GB/s). The share of
 # peak that small-batch fine-tuning reaches is an assumption, not measured here.
