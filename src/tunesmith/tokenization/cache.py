@@ -22,7 +22,7 @@ from tunesmith.tokenization.examples import TokenizeResult
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when the encoding of examples changes
+FORMAT = 2  # bump when the encoding of examples changes
 ENTRY = "tokenized.json"
 TOKENIZER_SUFFIXES = (".json", ".jinja", ".txt", ".model")  # not the weights
 
@@ -59,7 +59,7 @@ def _ref_in(value: list[Any] | None) -> RowRef | None:
 
 def _result_out(result: TokenizeResult) -> dict[str, Any]:
     return {"examples": [[e.input_ids, e.labels, _ref_out(e.ref)] for e in result.examples],
-            "rejects": [[_ref_out(r.ref), r.rule, r.reason, r.field, r.row]
+            "rejects": [[_ref_out(r.ref), r.rule, r.reason, r.field, r.row, r.row_form]
                         for r in result.rejects],
             "truncated": result.truncated}
 
@@ -67,8 +67,9 @@ def _result_out(result: TokenizeResult) -> dict[str, Any]:
 def _result_in(payload: dict[str, Any]) -> TokenizeResult:
     examples = [EncodedExample(list(ids), list(labels), _ref_in(ref))
                 for ids, labels, ref in payload["examples"]]
-    rejects = [Reject(_ref_in(ref), rule, reason, field, row)  # type: ignore[arg-type]
-               for ref, rule, reason, field, row in payload["rejects"]]
+    # the original file row is looked up again when rejects.jsonl is written
+    rejects = [Reject(_ref_in(ref), rule, reason, field, row, form)  # type: ignore[arg-type]
+               for ref, rule, reason, field, row, form in payload["rejects"]]
     return TokenizeResult(examples, rejects, int(payload["truncated"]))
 
 

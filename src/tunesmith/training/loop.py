@@ -166,6 +166,7 @@ class TrainInputs:
     progress: bool = True
     fingerprint: dict[str, Any] = field(default_factory=dict)
     max_length: int | None = None  # data.max_length: the default packed row length
+    checkpoints: bool = True  # False: save nothing (benchmarks measuring steps alone)
 
 
 @dataclass
@@ -254,7 +255,8 @@ def train(inputs: TrainInputs, cfg: TrainingConfig) -> TrainResult:
             if _patience_spent(cfg, state) and state.step < run.total:
                 state.stop_reason = "early_stopping"
                 progress.info(_stop_message(cfg, state))
-        if (_due(state.step, cfg.save_every, run.total) or state.stop_reason) and main:
+        if (_due(state.step, cfg.save_every, run.total) or state.stop_reason) and main \
+                and inputs.checkpoints:
             weights = inputs.method.trainable_state(inputs.model)
             ckpt_dir = inputs.out_dir / "checkpoints"
             save_checkpoint(ckpt_dir, state, weights, run.optimizer, run.scheduler)
