@@ -55,3 +55,15 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
 def test_example_configs_are_valid() -> None:
     for path in sorted((REPO / "examples").glob("*/config.yaml")):
         load_config(path)
+
+
+def test_a_binary_config_file_is_a_config_error(tmp_path) -> None:
+    import pytest
+
+    from tunesmith.config import load_config
+    from tunesmith.errors import ConfigError
+
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"\x00\xc2\xff\xfe random bytes")
+    with pytest.raises(ConfigError, match="not a UTF-8 text file"):
+        load_config(path)

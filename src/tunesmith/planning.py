@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_ROWS = 2000  # tokenize at most this many rows; totals scale by rows / sample
 QUANTIZED_METHODS = {"qlora": 4}
+QUANT_BITS = {"nf4": 4, "int4": 4, "int8": 8}  # bits per base weight by method.quantization
 
 
 @dataclass
@@ -74,7 +75,8 @@ def run_plan(config: RunConfig, data: DataTotals, base_bits: int | None = None,
              processes: int = 1) -> RunPlan:
     """The estimate's view of the config; a qlora method implies a 4-bit base."""
     t, method = config.training, config.method.name
-    bits = base_bits or QUANTIZED_METHODS.get(method)
+    bits = base_bits or (QUANT_BITS.get(config.method.quantization, 4)
+                         if method in QUANTIZED_METHODS else None)
     return RunPlan(method="lora" if method == "qlora" else method, dtype=config.model.dtype,
                    base_bits=bits, batch_size=t.batch_size, grad_accum=t.grad_accum,
                    processes=processes, epochs=t.epochs, max_steps=t.max_steps,

@@ -80,3 +80,22 @@ def test_check_names_the_line_of_an_unterminated_csv_quote(tmp_path: Path) -> No
     assert code == 0 and schema["rows"] == 4 and schema["usable"] == 3
     (problem,) = schema["problem_rows"]
     assert problem["row"] == f"{path}:3" and "unterminated quote" in problem["reason"]
+
+
+def test_clean_of_an_empty_file_says_no_rows(tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    code = main(["data", "clean", str(empty), "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "no rows found" in capsys.readouterr().err
+
+
+def test_out_that_is_a_file_is_refused_before_work(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps({"prompt": "Hi?", "completion": "Hello."}) + "\n")
+    in_the_way = tmp_path / "report"
+    in_the_way.write_text("keep me")
+    for verb in ("check", "clean"):
+        assert main(["data", verb, str(data), "--out", str(in_the_way)]) == 2
+        assert "a file is in the way" in capsys.readouterr().err
+    assert in_the_way.read_text() == "keep me"

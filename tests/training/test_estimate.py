@@ -172,3 +172,26 @@ def test_estimate_command_prints_json(tmp_path, toy_dir, write_jsonl) -> None:
                           "--set", "training.batch_size=0"], check=False,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "batch_size" in bad.stderr
+
+
+@pytest.mark.parametrize(("quantization", "bits"), [("nf4", 4), ("int4", 4), ("int8", 8)])
+def test_qlora_plan_takes_the_bits_of_its_quantization(quantization: str, bits: int) -> None:
+    from tunesmith.config.schema import RunConfig
+    from tunesmith.planning import DataTotals, run_plan
+
+    config = RunConfig()
+    config.method.name, config.method.quantization = "qlora", quantization
+    data = DataTotals(rows=10, tokens=100, supervised=20, longest=12, longest_supervised=3,
+                      sampled_rows=10, dropped_share=0.0)
+    assert run_plan(config, data).base_bits == bits
+    config.method.name = "lora"
+    assert run_plan(config, data).base_bits is None
+
+
+def test_estimate_refuses_zero_processes(capsys) -> None:
+    from tunesmith.cli.main import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["estimate", "config.yaml", "--processes", "0"])
+    assert stop.value.code == 2
+    assert "at least 1" in capsys.readouterr().err

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tunesmith.cli.arguments import output_folder, positive_int
+
 logger = logging.getLogger(__name__)
 
 THRESHOLD_BROKEN = 1
@@ -21,11 +23,11 @@ def data_check(args: argparse.Namespace) -> int:
     from tunesmith.reporting.html import render_html
 
     config = _config(args)
+    out = output_folder(args.out)
     options = AuditOptions(lengths=not args.no_lengths,
                            embeddings=args.embeddings or config.audit.embeddings,
                            progress=sys.stderr.isatty())
     report = audit_data(args.data, args.eval or config.data.eval, config, options)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(report, out / "report.json")
     _write_text(out / "report.html", render_html(report))
@@ -46,7 +48,7 @@ def data_clean(args: argparse.Namespace) -> int:
         eval_fraction=args.eval_fraction, seed=args.seed,
         near_threshold=config.audit.near_threshold,
     )
-    manifest = clean_data(args.data, Path(args.out), config.data.format,
+    manifest = clean_data(args.data, output_folder(args.out), config.data.format,
                           _mapping(config), options, config.data.workers)
     counts = manifest["counts"]
     print(f"{counts['input_rows']} rows in: {counts['kept_rows']} kept, "
@@ -112,7 +114,7 @@ def _shared(parser: argparse.ArgumentParser,
     add_common(parser)
     parser.add_argument("data", nargs="+", help="data files (JSONL, JSON, CSV, TSV, Parquet, "
                         "Arrow) or folders saved by datasets' save_to_disk")
-    parser.add_argument("--workers", type=int, help="processes for the per-row work "
+    parser.add_argument("--workers", type=positive_int, help="processes for the per-row work "
                         "(default: data.workers); rows stream through them in chunks")
     parser.add_argument("--config", help="run config (model, data settings, audit limits)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",

@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from tunesmith.cli.arguments import positive_int
 from tunesmith.errors import TunesmithError
 from tunesmith.modeling.quantization import NOISY_LOGGERS
 
@@ -98,7 +99,7 @@ def _add_estimate(verbs: Any, func: Callable) -> None:
                      help="this CPU (measured once, cached) or a catalogued GPU")
     sub.add_argument("--base-bits", type=int, choices=[4, 8], default=None,
                      help="bits per weight of a quantized frozen base (qlora implies 4)")
-    sub.add_argument("--processes", type=int, default=1, help="data-parallel processes")
+    sub.add_argument("--processes", type=positive_int, default=1, help="data-parallel processes")
     sub.add_argument("--json", action="store_true", help="print the estimate as JSON")
     sub.set_defaults(func=func)
 

@@ -31,6 +31,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         try:
             with path.open(encoding="utf-8") as handle:
                 raw = yaml.safe_load(handle) or {}
+        except UnicodeDecodeError:
+            raise ConfigError(["not a UTF-8 text file; a config is a YAML file"],
+                              source) from None
         except yaml.YAMLError as err:
             where = getattr(err, "problem_mark", None)
             line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""

@@ -97,6 +97,9 @@ def clean_data(paths: list[str], out: Path, shape: str = "auto",
         ("key",) if options.eval_fraction > 0 else ())
     job = ScanJob(cleaned, options.near_threshold, bands=bands)
     table = gather(scan(job, chunked(numbered(paths, [])), workers), label_field is not None)
+    if not table.rows:
+        raise DataError(f"{', '.join(map(str, paths))}: no rows found; check the file is not "
+                        "empty")
     side = Side(table, lambda: numbered(paths, []), cleaned)
     decide = _Decisions(side, options, label_field is not None)
     decide.run()
