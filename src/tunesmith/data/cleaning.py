@@ -8,8 +8,8 @@ file changes nothing.
 
 It streams in three passes: cleaned rows become compact features; candidate duplicates are
 read again to be confirmed exactly; then every row is read, cleaned and written where its
-verdict says. The first and last passes run in `workers` forked processes. Memory holds per-row hashes and the drop decisions, not
-the rows.
+verdict says. The first and last passes run in `workers` forked processes. Memory holds
+per-row hashes and the drop decisions, not the rows.
 """
 
 from __future__ import annotations

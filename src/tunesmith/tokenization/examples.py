@@ -62,7 +62,8 @@ def _encode_one(args: tuple[ChatFormatter, Conversation, int, str]) -> tuple[Any
                             None, conv.to_dict(), "messages"), False
     fitted, reason = fit_length(encoded, max_length, policy)
     if fitted is None:
-        return None, Reject(conv.ref, "TooLong", reason or "", None, conv.to_dict(), "messages"), False
+        reject = Reject(conv.ref, "TooLong", reason or "", None, conv.to_dict(), "messages")
+        return None, reject, False
     return fitted, None, fitted is not encoded
 
 

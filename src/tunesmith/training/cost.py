@@ -2,8 +2,8 @@
 
 Memory is what the loop keeps alive at its peak: weights, AdamW moments and the runtime
 (interpreter, libraries) always, plus the larger of the saved activations and logits of the
-longest micro-batch (start of the backward pass) and the gradients (its end). Time is model FLOPs over
-peak x efficiency, plus the optimizer update, which reads and writes memory rather than
+longest micro-batch (start of the backward pass) and the gradients (its end). Time is model
+FLOPs over peak x efficiency, plus the optimizer update, which reads and writes memory rather than
 computing. Constants marked "fitted" were calibrated against measured runs (see
 bench/estimate_accuracy.py and docs/results.md).
 """
