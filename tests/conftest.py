@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from toy_models import write_toy_llama
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,19 +37,7 @@ def tokenizer(smol_dir: Path):
 @pytest.fixture(scope="session")
 def toy_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
     """A 2-layer random Llama with the real tokenizer: fast enough for every CPU test."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    path = tmp_path_factory.mktemp("toy")
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=2,
-    )
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return write_toy_llama(tmp_path_factory.mktemp("toy"), tokenizer)
 
 
 @pytest.fixture

@@ -7,16 +7,12 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def datasets() -> Path:
-    """The shared datasets folder ($TUNESMITH_DATASETS, default ../shared/datasets)."""
-    path = Path(os.environ.get("TUNESMITH_DATASETS", REPO.parent / "shared" / "datasets"))
-    if not path.is_dir():
-        pytest.skip(f"shared datasets not found at {path}")
-    return path
+def datasets(datasets_dir: Path) -> Path:
+    """The shared datasets folder (the suite-wide `datasets_dir` fixture)."""
+    return datasets_dir
 
 
 @pytest.fixture(scope="session", autouse=True)

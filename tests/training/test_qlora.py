@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from toy_models import write_toy_llama
 
 from tunesmith.config.loading import load_config
 from tunesmith.errors import ModelError
@@ -29,18 +30,10 @@ def offline(monkeypatch) -> None:
 @pytest.fixture(scope="module")
 def qtoy_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
     """A 2-layer random Llama whose linears are 64 or 128 wide (4-bit blocks are 64)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    path = tmp_path_factory.mktemp("qtoy")
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2,
+    return write_toy_llama(
+        tmp_path_factory.mktemp("qtoy"), tokenizer, hidden_size=64, intermediate_size=128,
+        max_position_embeddings=256, tie_word_embeddings=True,
         initializer_range=0.3)  # large enough that a LoRA can move the logits
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def _needs(kind: str) -> None:
