@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 
-
 @pytest.fixture(scope="session")
 def datasets(datasets_dir: Path) -> Path:
     """The shared datasets folder (the suite-wide `datasets_dir` fixture)."""
