@@ -304,7 +304,7 @@ def _metrics_row(run: _Session, loss: float, lr: float, elapsed: float, tokens: 
             "lr": lr, "tokens": state.tokens,
             "supervised_tokens": state.supervised_tokens,
             "tokens_per_s": tokens / elapsed if elapsed else 0.0,
-            "elapsed_s": round(elapsed, 2),
+            "elapsed_s": round(elapsed, 4),
             "eta_s": elapsed / (state.step - resumed_from) * (run.total - state.step)}
 
 
