@@ -33,7 +33,7 @@ from tunesmith.modeling.loading import load_model
 from tunesmith.modeling.loss import SupervisedLoss, chunked_cross_entropy
 from tunesmith.tokenization.examples import tokenize_conversations
 from tunesmith.training.checkpoint import LoopState
-from tunesmith.training.loop import Schedule, TrainInputs, _optimizer_step
+from tunesmith.training.loop import Schedule, TrainInputs, _optimizer_step, _Session
 from tunesmith.training.methods import build_method
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,8 +71,9 @@ def train_steps(args: argparse.Namespace) -> None:
             schedule = Schedule([len(e.input_ids) for e in examples], cfg, 1)
             state = LoopState(step=step)
             started = time.perf_counter()
-            loss = _optimizer_step(SupervisedLoss(model, chunk), optimizer, scheduler,
-                                   schedule, inputs, state, accelerator, cfg)
+            run = _Session(accelerator, SupervisedLoss(model, chunk), optimizer, scheduler,
+                           schedule, 0, state, args.pack_length or args.max_length)
+            loss = _optimizer_step(run, inputs, cfg)
             if step:  # step 0 warms up allocator and kernels
                 stats[name]["seconds"] += time.perf_counter() - started
                 stats[name]["tokens"] += state.tokens

@@ -51,7 +51,8 @@ def sequence_lengths(input_ids: torch.Tensor, attention_mask: Any, position_ids:
 
 
 class ForwardRecorder:
-    """Record the real tokens and attention pairs of every decoder forward (one per step)."""
+    """Record the real tokens and attention pairs of every decoder forward (one per step),
+    and the process's peak RSS so far (so a row's peak can be read after any step)."""
 
     def __init__(self, model: Any) -> None:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -62,7 +63,8 @@ class ForwardRecorder:
         ids = kwargs.get("input_ids", args[0] if args else None)
         lengths = sequence_lengths(ids, kwargs.get("attention_mask"), kwargs.get("position_ids"))
         self.calls.append({"tokens": sum(lengths), "padded": int(ids.numel()),
-                           "pairs": sum(n * (n + 1) // 2 for n in lengths)})
+                           "pairs": sum(n * (n + 1) // 2 for n in lengths),
+                           "peak_before": peak_rss_bytes()})
 
 
 def model_shape(model: Any) -> dict[str, int]:
@@ -144,8 +146,8 @@ def per_step(calls: list[dict[str, int]], steps: int) -> list[dict[str, int]]:
     if not steps or len(calls) % steps:
         raise RuntimeError(f"{len(calls)} decoder calls do not divide into {steps} steps")
     k = len(calls) // steps
-    return [{key: sum(c[key] for c in calls[i : i + k]) for key in calls[i]}
-            for i in range(0, len(calls), k)]
+    return [{key: (min if key == "peak_before" else sum)(c[key] for c in calls[i : i + k])
+             for key in calls[i]} for i in range(0, len(calls), k)]
 
 
 def run_tunesmith(spec: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,9 @@ Throughput counts only timed steps (after `--warmup` steps) and only real tokens
 
     supervised tokens/s = supervised tokens in the timed steps / their wall seconds
 
+Peak RSS is each process's VmHWM read when the step after the timed ones starts (every side
+runs at least one more step), so both sides are measured over the same number of steps.
+
 MFU divides the model FLOPs of the timed steps by their wall time and by the fp32 matmul
 peak this script measures (best `torch.mm` of 4096 x 4096 matrices on 2 threads):
 
@@ -115,11 +118,15 @@ def summarise(result: dict[str, Any], window: tuple[int, int], peak: float,
     real = sum(s["tokens"] for s in timed)
     padded = sum(s["padded"] for s in timed)
     work = sum(flops(result["shape"], s, full) for s in timed)
+    # peak RSS over the warm-up and timed steps only: read when the next step starts, so a
+    # side that runs longer (tunesmith's loss curve) is measured over the same steps
+    after = steps[warmup + count]["peak_before"] if len(steps) > warmup + count \
+        else result["peak_rss_bytes"]
     return {"timed_steps": len(timed), "seconds": seconds, "supervised_tokens": sup,
             "real_tokens": real, "padded_tokens": padded,
             "supervised_tok_s": sup / seconds, "real_tok_s": real / seconds,
             "padding_share": 1 - real / padded if padded else 0.0,
-            "mfu": work / seconds / peak, "peak_rss_mib": result["peak_rss_bytes"] / 2**20,
+            "mfu": work / seconds / peak, "peak_rss_mib": after / 2**20,
             "trainable_params": result["shape"]["trainable"], "examples": result["examples"]}
 
 
@@ -181,8 +188,9 @@ def run_rows(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     jobs = {
         "prepare": ("prepare", {**spec, "replay_steps": args.loss_steps}),
         "tunesmith": ("tunesmith", {**spec, "steps": longest}),
-        "trl": ("trl", {**spec, "steps": timed}),
-        "trl_padding_free": ("trl", {**spec, "steps": timed, "padding_free": True}),
+        # one step more than timed: its start reads the peak RSS of the timed steps
+        "trl": ("trl", {**spec, "steps": timed + 1}),
+        "trl_padding_free": ("trl", {**spec, "steps": timed + 1, "padding_free": True}),
         "loss": ("trl", {**spec, "steps": args.loss_steps, "replay": True,
                          "schedule_steps": longest}),
     }

@@ -101,15 +101,20 @@ def test_summary_counts_only_timed_steps_and_table_shows_ratios(bench):
     shape = {"linear": 100, "lora": 10, "head": 50, "layers": 2, "d_attn": 4, "trainable": 10}
     # 4 steps ran (the loss curve may run longer); warm-up 1, then 2 timed steps
     steps = [{"loss": 1.0, "end_s": 10.0 * (i + 1), "tokens": 8, "padded": 10, "pairs": 20,
-              "supervised": 2} for i in range(4)]
+              "supervised": 2, "peak_before": (i + 1) << 29} for i in range(4)]
     ours = bench.summarise({"steps": steps, "shape": shape, "examples": 6,
                             "peak_rss_bytes": 1 << 30}, (1, 2), 1e6, False)
-    theirs = {**ours, "supervised_tok_s": ours["supervised_tok_s"] / 2, "peak_rss_mib": 2048.0}
+    theirs = {**ours, "supervised_tok_s": ours["supervised_tok_s"] / 2, "peak_rss_mib": 4096.0}
 
     assert ours["seconds"] == 20.0 and ours["supervised_tokens"] == 4
     assert ours["padding_share"] == pytest.approx(0.2)
     # per step: 4*100*8 + 6*10*8 + 4*50*2 + 12*2*4*20 = 6000 FLOPs; 2 steps in 20 s
     assert ours["mfu"] == pytest.approx(12000 / 20 / 1e6)
+    # peak RSS over steps 1-3 is what step 4 saw when it started, not the process's end peak
+    assert ours["peak_rss_mib"] == 2048.0
+    alone = bench.summarise({"steps": steps[:3], "shape": shape, "examples": 6,
+                             "peak_rss_bytes": 3 << 30}, (1, 2), 1e6, False)
+    assert alone["peak_rss_mib"] == 3072.0
     text = bench.table({"tunesmith": ours, "trl": theirs, "trl_padding_free": {"error": "x"}},
                        1e6, None)
     assert "| tunesmith | 0.2 |" in text and "2.00x | 0.50x |" in text

@@ -13,7 +13,8 @@ from tunesmith.modeling.loss import SupervisedLoss
 from tunesmith.tokenization.batching import collate
 from tunesmith.tokenization.examples import tokenize_conversations
 from tunesmith.training.checkpoint import LoopState
-from tunesmith.training.loop import Schedule, TrainInputs, _optimizer_step, train
+from tunesmith.modeling.attention import VARLEN, use_varlen_attention
+from tunesmith.training.loop import Schedule, TrainInputs, _optimizer_step, _Session, train
 from tunesmith.training.methods import FullMethod, LoraMethod
 
 ANSWERS = ["A.", "Ok sure.", "Yes, that works.", "The quick brown fox jumps over the lazy dog."]
@@ -44,8 +45,12 @@ def _one_step(toy_dir: Path, examples: list, batch_size: int, accum: int,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     inputs = TrainInputs(model, FullMethod(), examples, [], 2, Path("unused"))
     schedule = Schedule([len(e.input_ids) for e in examples], cfg, 1)
-    loss = _optimizer_step(SupervisedLoss(model), optimizer, scheduler, schedule, inputs,
-                           LoopState(), Accelerator(cpu=True), cfg)
+    if cfg.packing:  # as `train` does: padding-free attention on SDPA models
+        use_varlen_attention(model)
+        assert (model.config._attn_implementation == VARLEN) == (attention == "sdpa")
+    run = _Session(Accelerator(cpu=True), SupervisedLoss(model), optimizer, scheduler,
+                   schedule, 0, LoopState(), cfg.pack_length)
+    loss = _optimizer_step(run, inputs, cfg)
     return optimizer.grads, loss
 
 
@@ -90,7 +95,7 @@ def _assert_same_grads(got: dict, expected: dict) -> None:
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 @pytest.mark.parametrize("pack_length", [None, 24, 512])
 def test_packed_step_is_the_padded_step(toy_dir, examples, attention, pack_length) -> None:
-    # rows bounded by the longest example (None), several short rows (24), one row (512)
+    # one row per micro-batch (None), several short rows (24), one row (512)
     padded, loss_padded = _one_step(toy_dir, examples, 4, 1, attention, packing=False)
     packed, loss_packed = _one_step(toy_dir, examples, 4, 1, attention, packing=True,
                                     pack_length=pack_length)

@@ -84,8 +84,13 @@ class TrainingConfig:
     gradient_checkpointing: bool = opt(False, "recompute activations to save memory")
     packing: bool = opt(True, "pack each micro-batch's examples padding-free into rows "
                         "(same examples and same update as padded batches)")
-    pack_length: int | None = opt(None, "longest packed row in tokens; null = data.max_length",
+    pack_length: int | None = opt(None, "longest packed row in tokens; null = one row per "
+                                  "micro-batch on SDPA attention (each example attends to "
+                                  "itself only), data.max_length on other attention",
                                   minimum=8)
+    fused_layers: bool = opt(True, "LoRA linear layers and SwiGLU MLPs as single autograd "
+                             "functions (same result; fewer passes, less saved memory); "
+                             "false = PEFT's and transformers' own forward")
     mixed_precision: str = opt("auto", "GPU mixed precision: auto = bf16 where the GPU "
                                "supports it, else no; always no (float32) on CPU",
                                ("auto", "no", "bf16", "fp16"))

@@ -21,7 +21,12 @@ def base_model_of(model: Any) -> Any:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-CHUNK_ROWS = 1024  # [1024, 49152] fp32 logits of the default model: 192 MiB per chunk
+CHUNK_BYTES = 64 << 20  # fp32 logits of one chunk: 341 rows of the default 49,152 vocabulary
+
+
+def chunk_rows_for(vocab: int) -> int:
+    """Rows per chunk so one chunk's fp32 logits stay within CHUNK_BYTES (at least 64)."""
+    return max(64, CHUNK_BYTES // (4 * vocab))
 
 
 class ChunkedCrossEntropy(torch.autograd.Function):
@@ -41,12 +46,15 @@ class ChunkedCrossEntropy(torch.autograd.Function):
             if need_w else None  # [V, H], fp32 to accumulate over chunks
         for start in range(0, hidden.shape[0], chunk):
             h, t = hidden[start : start + chunk], targets[start : start + chunk]
-            logits = (h @ weight.T).float()  # [C, V]
-            lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            logits = (h @ weight.T).float()  # [C, V], the chunk's only vocab-wide buffer
+            target = logits.gather(1, t[:, None]).squeeze(1)  # [C]
+            peak = logits.amax(dim=-1, keepdim=True)  # [C, 1]
+            probs = logits.sub_(peak).exp_()  # in place: exp(logits - max)
+            norm = probs.sum(dim=-1, keepdim=True)  # [C, 1]
+            total += (norm.log().add_(peak).squeeze(1) - target).sum()  # logsumexp - target
             if need_h or need_w:
-                # d loss / d logits = softmax - one_hot(target), made in place in `logits`
-                grad = logits.sub_(lse[:, None]).exp_()  # [C, V] fp32
+                # d loss / d logits = softmax - one_hot(target), still in the same buffer
+                grad = probs.div_(norm)
                 grad[torch.arange(t.shape[0], device=t.device), t] -= 1.0
                 if grad_h is not None:
                     grad_h[start : start + chunk] = grad.to(weight.dtype) @ weight
@@ -63,12 +71,13 @@ class ChunkedCrossEntropy(torch.autograd.Function):
 
 
 def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                          chunk: int = CHUNK_ROWS) -> torch.Tensor:
+                          chunk: int | None = None) -> torch.Tensor:
     """Summed cross-entropy of the logits `hidden @ weight.T` [N, V] against `targets` [N]."""
     if not torch.is_grad_enabled():
         # needs_input_grad ignores no_grad: detach so evaluation builds no gradients
         hidden, weight = hidden.detach(), weight.detach()
-    return ChunkedCrossEntropy.apply(hidden, weight, targets, chunk)
+    return ChunkedCrossEntropy.apply(hidden, weight, targets,
+                                     chunk or chunk_rows_for(weight.shape[0]))
 
 
 class SupervisedLoss(nn.Module):
@@ -78,7 +87,7 @@ class SupervisedLoss(nn.Module):
     rows in chunks (see ChunkedCrossEntropy); otherwise it builds the [N, V] logits at once.
     """
 
-    def __init__(self, model: Any, chunk_rows: int | None = CHUNK_ROWS) -> None:
+    def __init__(self, model: Any, chunk_rows: int | str | None = "auto") -> None:
         super().__init__()
         self.model = model
         base = base_model_of(model)
@@ -86,6 +95,8 @@ class SupervisedLoss(nn.Module):
         self.head = base.get_output_embeddings()
         # a subclass (quantized, adapter-wrapped) may change forward: keep the plain path
         plain = type(self.head) is nn.Linear and self.head.bias is None
+        if chunk_rows == "auto":
+            chunk_rows = chunk_rows_for(self.head.weight.shape[0])
         self.chunk_rows = chunk_rows if plain else None
 
     def forward(

@@ -21,7 +21,10 @@ import torch
 from tunesmith.config.schema import TrainingConfig
 from tunesmith.errors import CheckpointError
 from tunesmith.formatting.chat import IGNORE_INDEX, EncodedExample
+from tunesmith.modeling.attention import restore_attention, use_varlen_attention
+from tunesmith.modeling.fused_lora import fuse_lora_layers
 from tunesmith.modeling.loss import SupervisedLoss, mean_token_loss
+from tunesmith.modeling.swiglu import lean_swiglu_layers
 from tunesmith.modeling.precision import resolve_mixed_precision
 from tunesmith.tokenization.batching import (
     Batch,
@@ -180,6 +183,8 @@ class _Session:
     schedule: Schedule
     total: int
     state: LoopState
+    pack_length: int | None = None  # longest packed row; None = one row per micro-batch
+    restore_attention: str | None = None  # implementation to put back after training
 
 
 def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
@@ -198,6 +203,12 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
+    if cfg.fused_layers:
+        logger.debug("fused %d LoRA layers and %d MLPs", fuse_lora_layers(model),
+                     lean_swiglu_layers(model))
+    # Padding-free attention lets a packed row hold the whole micro-batch.
+    previous = use_varlen_attention(model) if cfg.packing else None
+    pack_length = cfg.pack_length or (None if previous else inputs.max_length)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = Schedule([len(e.input_ids) for e in inputs.train], cfg,
@@ -226,12 +237,21 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
             logger.info("already at step %d of %d; nothing to train", state.step, total)
         if accelerator.is_main_process:
             _trim_metrics(inputs.out_dir / "metrics.jsonl", state.step)
-    return _Session(accelerator, module, optimizer, scheduler, schedule, total, state)
+    return _Session(accelerator, module, optimizer, scheduler, schedule, total, state,
+                    pack_length, previous)
 
 
 def train(inputs: TrainInputs, cfg: TrainingConfig) -> TrainResult:
     """Train `inputs.model` in place; checkpoints go to `out_dir/checkpoints`."""
     run = _start(inputs, cfg)
+    try:
+        return _train(run, inputs, cfg)
+    finally:
+        restore_attention(inputs.model, run.restore_attention)
+
+
+def _train(run: _Session, inputs: TrainInputs, cfg: TrainingConfig) -> TrainResult:
+    """The loop of `train` on a started session."""
     state, main = run.state, run.accelerator.is_main_process
     result = TrainResult(0, 0.0, 0, 0, None, resumed_from=state.step,
                          world_size=run.accelerator.num_processes)
@@ -243,8 +263,7 @@ def train(inputs: TrainInputs, cfg: TrainingConfig) -> TrainResult:
     cpu_started = time.process_time()  # CPU time of all threads: robust on a busy machine
     while state.step < run.total and state.stop_reason is None:
         lr = run.scheduler.get_last_lr()[0]  # the rate this step trains with
-        loss = _optimizer_step(run.module, run.optimizer, run.scheduler, run.schedule, inputs,
-                               state, run.accelerator, cfg)
+        loss = _optimizer_step(run, inputs, cfg)
         state.step += 1
         result.final_loss = loss
         row = _metrics_row(run, loss, lr, time.perf_counter() - started,
@@ -331,13 +350,14 @@ def _due(step: int, every: int, total: int) -> bool:
 
 
 def _collate(examples: list[EncodedExample], pad_id: int, cfg: TrainingConfig,
-             max_length: int | None) -> Batch:
-    """One micro-batch: right-padded rows, or the same examples packed padding-free."""
+             pack_length: int | None) -> Batch:
+    """One micro-batch: right-padded rows, or the same examples packed padding-free into
+    rows of at most `pack_length` tokens (None: one row)."""
     if not cfg.packing:
         return collate(examples, pad_id)
-    longest = max(len(e.input_ids) for e in examples)
-    capacity = cfg.pack_length or max_length or longest
-    return pack_rows(examples, pad_id, max(capacity, longest))
+    lengths = [len(e.input_ids) for e in examples]
+    capacity = pack_length or sum(lengths)
+    return pack_rows(examples, pad_id, max(capacity, max(lengths)))
 
 
 def _silent(example: EncodedExample) -> EncodedExample:
@@ -346,14 +366,13 @@ def _silent(example: EncodedExample) -> EncodedExample:
     return replace(example, labels=[IGNORE_INDEX] * len(example.labels))
 
 
-def _optimizer_step(
-    module: Any, optimizer: Any, scheduler: Any, schedule: Schedule, inputs: TrainInputs,
-    state: LoopState, accelerator: Any, cfg: TrainingConfig,
-) -> float:
+def _optimizer_step(run: _Session, inputs: TrainInputs, cfg: TrainingConfig) -> float:
     """One optimizer step over this step's micro-batches; return the step's mean token loss."""
+    module, optimizer, scheduler, state, accelerator = (
+        run.module, run.optimizer, run.scheduler, run.state, run.accelerator)
     micro = [[inputs.train[i] for i in rows] or [_silent(inputs.train[0])]
-             for rows in schedule.micro_batches(state.step, accelerator.process_index)]
-    batches = [_collate(examples, inputs.pad_id, cfg, inputs.max_length) for examples in micro]
+             for rows in run.schedule.micro_batches(state.step, accelerator.process_index)]
+    batches = [_collate(examples, inputs.pad_id, cfg, run.pack_length) for examples in micro]
     local = sum(b.supervised for b in batches)  # counted on the host: no device sync
     global_count = local if accelerator.num_processes == 1 else int(accelerator.reduce(
         torch.tensor([float(local)], device=accelerator.device), reduction="sum").item())

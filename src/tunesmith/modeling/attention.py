@@ -1,0 +1,108 @@
+"""Padding-free attention for packed rows: one causal attention per packed example.
+
+A packed row holds several examples one after the other, with position ids restarting at
+0 for each. The stock SDPA path turns that into a dense [T, T] block-diagonal mask: its
+cost grows with the square of the row length, the CPU kernel then repeats the key/value
+heads for grouped-query attention, and the mask itself takes memory. Here each example
+(a run of positions starting at 0) attends causally to itself only, through
+`scaled_dot_product_attention` with `is_causal=True` and no mask, so the cost is the sum
+of the squared example lengths and the fused kernel keeps grouped key/value heads as they
+are. Rows can then be as long as the whole micro-batch: the linear layers see every token
+of it in one matrix product, with no padding at all.
+
+Any call this path does not cover (a padding mask, a key/value cache, dropout, soft-capping,
+sliding windows) goes to transformers' own SDPA function unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+VARLEN = "tunesmith_varlen"
+
+# (position_ids tensor, its segments): every layer of one forward gets the same tensor
+_last_segments: tuple[torch.Tensor | None, list[list[tuple[int, int]]]] = (None, [])
+
+
+def _register() -> None:
+    """Make VARLEN an attention implementation transformers can dispatch to."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    def mask(*args: Any, **kwargs: Any) -> Any:
+        # No padding mask: causality and example boundaries come from the position ids.
+        return None if kwargs.get("attention_mask") is None else sdpa_mask(*args, **kwargs)
+
+    AttentionInterface.register(VARLEN, varlen_attention)
+    AttentionMaskInterface.register(VARLEN, mask)
+
+
+def segments(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
+    """(start, length) of every example in each row: a new one begins where a position is 0."""
+    global _last_segments
+    if _last_segments[0] is position_ids:
+        return _last_segments[1]
+    rows = []
+    for row in position_ids.tolist():
+        starts = [i for i, p in enumerate(row) if p == 0 or i == 0] + [len(row)]
+        rows.append([(a, b - a) for a, b in zip(starts, starts[1:]) if b > a])
+    _last_segments = (position_ids, rows)
+    return rows
+
+
+def _covered(module: Any, query: torch.Tensor, key: torch.Tensor, attention_mask: Any,
+             dropout: float, kwargs: dict[str, Any]) -> bool:
+    """True when this call is causal self-attention over packed rows with no extras."""
+    position_ids = kwargs.get("position_ids")
+    return (attention_mask is None and dropout == 0.0 and position_ids is not None
+            and query.shape[2] == key.shape[2] > 1 and kwargs.get("softcap") is None
+            and getattr(module, "sliding_window", None) is None
+            and getattr(module, "is_causal", True)
+            and position_ids.shape[-1] == query.shape[2])
+
+
+def varlen_attention(
+    module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+    attention_mask: Any, dropout: float = 0.0, scaling: float | None = None, **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Attention of transformers' interface: query [B, H, T, D], key/value [B, Hkv, T, D];
+    returns [B, T, H, D] like the SDPA implementation."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if not _covered(module, query, key, attention_mask, dropout, kwargs):
+        return sdpa_attention_forward(module, query, key, value, attention_mask,
+                                      dropout=dropout, scaling=scaling, **kwargs)
+    per_row = segments(kwargs["position_ids"])  # [1, T] position ids serve every row
+    gqa = query.shape[1] != key.shape[1]
+    rows = []
+    for r in range(query.shape[0]):
+        parts = per_row[r if len(per_row) > 1 else 0]
+        outs = [F.scaled_dot_product_attention(
+            query[r : r + 1, :, s : s + n], key[r : r + 1, :, s : s + n],
+            value[r : r + 1, :, s : s + n], is_causal=True, scale=scaling, enable_gqa=gqa)
+            for s, n in parts]
+        rows.append(outs[0] if len(outs) == 1 else torch.cat(outs, dim=2))
+    out = rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)  # [B, H, T, D]
+    return out.transpose(1, 2).contiguous(), None
+
+
+def use_varlen_attention(model: Any) -> str | None:
+    """Switch a model on SDPA to VARLEN; return the implementation to restore, or None."""
+    config = getattr(model, "config", None)
+    current = getattr(config, "_attn_implementation", None)
+    if current != "sdpa":
+        return None
+    _register()
+    config._attn_implementation = VARLEN
+    return current
+
+
+def restore_attention(model: Any, implementation: str | None) -> None:
+    """Undo `use_varlen_attention`, so saved configs name a standard implementation."""
+    global _last_segments
+    if implementation is not None:
+        model.config._attn_implementation = implementation
+    _last_segments = (None, [])

@@ -1,0 +1,115 @@
+"""Fused LoRA linear layers: the same outputs and gradients as PEFT's forward."""
+
+import pytest
+import torch
+from torch import nn
+
+from tunesmith.modeling.fused_lora import LoraLinearFunction, fuse_lora_layers
+
+
+def _peft_pair(seed: int = 0, bias: bool = True, **lora):
+    """Two identical PEFT models on a small MLP; the second one fused."""
+    from peft import LoraConfig, get_peft_model
+
+    def build():
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Linear(24, 40, bias=bias), nn.SiLU(), nn.Linear(40, 24,
+                                                                             bias=bias))
+        cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["0", "2"],
+                         init_lora_weights=False, **lora)
+        return get_peft_model(net, cfg)
+
+    plain, fused = build(), build()
+    return plain, fused, fuse_lora_layers(fused)
+
+
+def _grads(model, x):
+    x = x.clone().requires_grad_(True)
+    out = model(x)
+    (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    return out.detach(), x.grad, grads
+
+
+def _close(a, b, tol=1e-5):
+    return (a - b).abs().max().item() <= tol * max(b.abs().max().item(), 1e-6)
+
+
+@pytest.mark.parametrize(("bias", "lora"), [(True, {}), (False, {}),
+                                             (True, {"use_rslora": True})])
+def test_fused_forward_and_gradients_match_peft(bias, lora) -> None:
+    plain, fused, count = _peft_pair(bias=bias, **lora)
+    assert count == 2
+    x = torch.randn(3, 5, 24)
+    calls = []
+    original = LoraLinearFunction.apply
+    LoraLinearFunction.apply = lambda *a: calls.append(1) or original(*a)
+    try:
+        out_f, dx_f, g_f = _grads(fused, x)
+    finally:
+        LoraLinearFunction.apply = original
+    out_p, dx_p, g_p = _grads(plain, x)
+    assert len(calls) == 2  # both layers took the fused path
+    assert _close(out_f, out_p) and _close(dx_f, dx_p)
+    assert g_f.keys() == g_p.keys() and len(g_f) == 4
+    for name in g_p:
+        assert _close(g_f[name], g_p[name]), name
+
+
+@pytest.mark.parametrize("lora", [{"lora_dropout": 0.1}, {"use_dora": True}])
+def test_layers_it_does_not_cover_keep_peft_forward(lora) -> None:
+    plain, fused, _ = _peft_pair(**lora)
+    plain.eval(), fused.eval()  # dropout off: outputs comparable; the path stays PEFT's
+    x = torch.randn(4, 24)
+    calls = []
+    original = LoraLinearFunction.apply
+    LoraLinearFunction.apply = lambda *a: calls.append(1) or original(*a)
+    try:
+        out_f, _, _ = _grads(fused, x)
+    finally:
+        LoraLinearFunction.apply = original
+    out_p, _, _ = _grads(plain, x)
+    assert calls == [] and torch.equal(out_f, out_p)
+
+
+def test_fused_layers_save_and_merge_like_peft(tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    plain, fused, _ = _peft_pair()
+    plain.save_pretrained(tmp_path / "plain")
+    fused.save_pretrained(tmp_path / "fused")
+    a = load_file(tmp_path / "plain" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "fused" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    x = torch.randn(2, 24)
+    with torch.no_grad():
+        want = fused(x)
+        merged = fused.merge_and_unload()
+        assert _close(merged(x), want)
+    assert all(type(m) in (nn.Linear, nn.SiLU, nn.Sequential) for m in merged.modules())
+
+
+def test_lean_swiglu_matches_the_mlp_and_saves_less(toy_dir) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.modeling.swiglu import SwiGLUFunction, lean_swiglu_layers
+
+    def model():
+        return AutoModelForCausalLM.from_pretrained(toy_dir, dtype=torch.float32)
+
+    plain, lean = model(), model()
+    assert lean_swiglu_layers(lean) == 2 and lean_swiglu_layers(lean) == 0  # idempotent
+    ids = torch.randint(3, 300, (2, 9))
+    grads = []
+    for m in (plain, lean):
+        m.model.embed_tokens.weight.requires_grad_(True)
+        loss = m(input_ids=ids).logits.pow(2).mean()
+        loss.backward()
+        grads.append({n: p.grad for n, p in m.named_parameters()})
+    for name, want in grads[0].items():
+        assert _close(grads[1][name], want, 1e-4), name
+    # saved for backward: gate and up only (plain autograd also keeps silu(gate))
+    g = torch.randn(4, 6, requires_grad=True)
+    u = torch.randn(4, 6, requires_grad=True)
+    out = SwiGLUFunction.apply(g, u)
+    assert len(out.grad_fn.saved_tensors) == 2
