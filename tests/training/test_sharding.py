@@ -6,13 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from tunesmith.errors import CheckpointError
+from tunesmith.errors import CheckpointError, ConfigError
 from tunesmith.training.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from tunesmith.training.methods import FullMethod
 from tunesmith.training.sharding import (
     ModelShards,
     _by_index,
     _by_name,
+    check_cpu_fsdp_launch,
     clean_name,
     cpu_fsdp_requested,
     sharding_of,
@@ -90,3 +91,15 @@ def test_deepspeed_checkpoint_refuses_to_resume(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="DeepSpeed run"):
         load_checkpoint(path, lambda saved: plain.load_optimizer_state(optimizer, saved),
                         scheduler)
+
+
+def test_cpu_fsdp_launch_with_rank0_loading_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_CPU_RAM_EFFICIENT_LOADING", "true")
+    monkeypatch.setenv("FSDP_SYNC_MODULE_STATES", "false")
+    with pytest.raises(ConfigError, match="--fsdp_cpu_ram_efficient_loading false"):
+        check_cpu_fsdp_launch(on_cpu=True)
+    check_cpu_fsdp_launch(on_cpu=False)  # GPUs: accelerate handles it
+    monkeypatch.setenv("FSDP_CPU_RAM_EFFICIENT_LOADING", "false")
+    check_cpu_fsdp_launch(on_cpu=True)

@@ -45,6 +45,7 @@ from tunesmith.training.methods import Method
 from tunesmith.training.progress import Progress
 from tunesmith.training.sharding import (
     ModelShards,
+    check_cpu_fsdp_launch,
     cpu_fsdp_requested,
     shard_on_cpu,
     sharding_of,
@@ -204,6 +205,7 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
+    check_cpu_fsdp_launch(on_cpu=not torch.cuda.is_available())
     accelerator = Accelerator(cpu=not torch.cuda.is_available(),
                               mixed_precision=resolve_mixed_precision(cfg.mixed_precision))
     model = inputs.model

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from tunesmith.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 # What a DeepSpeed run writes instead of optimizer state (see ModelShards.optimizer_state).
@@ -54,6 +56,24 @@ def cpu_fsdp_requested(distributed_type: str) -> bool:
     """
     use_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
     return use_fsdp and distributed_type == "MULTI_CPU"
+
+
+def check_cpu_fsdp_launch(on_cpu: bool) -> None:
+    """Refuse FSDP settings that accelerate rejects on CPU, with the launch flags that fix it.
+
+    Rank 0 loading alone (`fsdp_cpu_ram_efficient_loading`) needs `fsdp_sync_module_states`,
+    which accelerate only supports on accelerators.
+    """
+    if not on_cpu or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+        return
+    flags = [name for name in ("FSDP_CPU_RAM_EFFICIENT_LOADING", "FSDP_SYNC_MODULE_STATES")
+             if os.environ.get(name, "false").lower() == "true"]
+    if flags:
+        problem = (f"{' and '.join(flags)} (fsdp_cpu_ram_efficient_loading, "
+                   "fsdp_sync_module_states in the config file) work only on GPUs; on CPU "
+                   "add --fsdp_cpu_ram_efficient_loading false --fsdp_sync_module_states "
+                   "false to accelerate launch")
+        raise ConfigError([problem], source="the accelerate FSDP launch")
 
 
 def shard_on_cpu(root: nn.Module, model: nn.Module) -> None:
