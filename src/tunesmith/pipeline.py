@@ -373,6 +373,9 @@ def run_all(config: RunConfig, resume: bool = False, progress: bool = True) -> R
     outcome, model, tokenizer, method, data = run_train(config, resume, progress)
     if not is_main_process():
         return outcome  # other ranks only train; rank 0 evaluates and exports
+    if outcome.training is not None and outcome.training.sharding:
+        # rank 0 holds a slice of each weight: rebuild the model from the gathered checkpoint
+        model, tokenizer, method = _trained_model(config, outcome.run_dir)
     merged = run_export(config, outcome, model, tokenizer, method, data.formatter)
     if config.evaluation.enabled:
         run_eval(config, outcome, merged, data)
@@ -425,7 +428,7 @@ def _write_summary(outcome: RunOutcome) -> None:
             "warnings": training.warnings, "resumed_from_step": training.resumed_from,
             "world_size": training.world_size, "stop_reason": training.stop_reason,
             "best_step": training.best_step, "best_eval_loss": training.best_eval_loss,
-            "restored_best": training.restored_best},
+            "restored_best": training.restored_best, "sharding": training.sharding},
         "evaluation": {s.name: s.metrics for s in outcome.scores},
         "exports": outcome.exports,
         "merge_max_abs_logit_diff": outcome.merge_max_abs_diff,

@@ -39,9 +39,9 @@ def scripted(monkeypatch):
 
     real_run_eval = loop._run_eval
 
-    def run_eval(module, inputs, cfg, accelerator, state, result, progress):
-        steps.append(state.step)
-        return real_run_eval(module, inputs, cfg, accelerator, state, result, progress)
+    def run_eval(run, inputs, cfg, result, progress):
+        steps.append(run.state.step)
+        return real_run_eval(run, inputs, cfg, result, progress)
 
     monkeypatch.setattr(loop, "evaluate_loss", fake)
     monkeypatch.setattr(loop, "_run_eval", run_eval)

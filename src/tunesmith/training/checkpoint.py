@@ -34,13 +34,17 @@ class LoopState:
 
 
 def save_checkpoint(
-    directory: Path, state: LoopState, weights: dict[str, Any], optimizer: Any, scheduler: Any
+    directory: Path, state: LoopState, weights: dict[str, Any], optimizer: dict[str, Any],
+    scheduler: Any,
 ) -> Path:
-    """Write `directory/step-NNNNNN` through a temporary folder and a rename."""
+    """Write `directory/step-NNNNNN` through a temporary folder and a rename.
+
+    `optimizer` is the optimizer's state dict (gathered whole when the model is sharded).
+    """
 
     def write(tmp: Path) -> None:
         torch.save(weights, tmp / "weights.pt")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(optimizer, tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
         torch.save(rng, tmp / "rng.pt")
@@ -117,12 +121,16 @@ def read_weights(path: Path) -> dict[str, Any]:
                               "it") from None
 
 
-def load_checkpoint(path: Path, optimizer: Any, scheduler: Any) -> tuple[LoopState, dict]:
-    """Restore optimizer, scheduler and RNG; return the loop state and trainable weights."""
+def load_checkpoint(path: Path, load_optimizer: Any, scheduler: Any) -> tuple[LoopState, dict]:
+    """Restore optimizer, scheduler and RNG; return the loop state and trainable weights.
+
+    `load_optimizer` takes the saved optimizer state dict and loads it (into shards if the
+    model is sharded).
+    """
     try:
         state = LoopState(**json.loads((path / STATE_FILE).read_text()))
         weights = torch.load(path / "weights.pt", weights_only=True)
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        load_optimizer(torch.load(path / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
         rng = torch.load(path / "rng.pt", weights_only=False)
     except (OSError, EOFError, ValueError, KeyError, RuntimeError, TypeError) as err:

@@ -46,6 +46,13 @@ from tunesmith.training.checkpoint import (
 )
 from tunesmith.training.methods import Method
 from tunesmith.training.progress import Progress
+from tunesmith.training.sharding import (
+    ModelShards,
+    check_cpu_fsdp_launch,
+    cpu_fsdp_requested,
+    shard_on_cpu,
+    sharding_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +95,7 @@ class TrainResult:
     best_step: int | None = None
     best_eval_loss: float | None = None
     restored_best: bool = False
+    sharding: str | None = None  # "fsdp1", "fsdp2", "zero3": weights were split over processes
 
     @property
     def tokens_per_s(self) -> float:
@@ -145,13 +153,19 @@ def evaluate_loss(
     module: Any, examples: list[EncodedExample], pad_id: int, batch_size: int,
     accelerator: Any = None,
 ) -> float:
-    """Mean token loss of held-out examples; each process scores its share."""
+    """Mean token loss of held-out examples; each process scores its share.
+
+    Every process runs the same number of batches (a short share ends with one that
+    supervises nothing): a sharded model gathers its weights in every forward, together.
+    """
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator \
         else (0, 1)
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
-    mine = order[rank::world]
-    batches = (_to(collate([examples[i] for i in mine[s : s + batch_size]], pad_id), "cpu")
-               for s in range(0, len(mine), batch_size))
+    mine = [examples[i] for i in order[rank::world]]
+    count = math.ceil(math.ceil(len(examples) / world) / batch_size)
+    shares = [mine[s * batch_size : (s + 1) * batch_size] or [_silent(examples[0])]
+              for s in range(count)]
+    batches = (_to(collate(share, pad_id), "cpu") for share in shares)
     return mean_token_loss(module, batches, accelerator)
 
 
@@ -185,6 +199,7 @@ class _Session:
     state: LoopState
     pack_length: int | None = None  # longest packed row; None = one row per micro-batch
     restore_attention: str | None = None  # implementation to put back after training
+    shards: ModelShards | None = None  # how checkpoints read and load the trained weights
 
 
 def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
@@ -195,6 +210,7 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
+    check_cpu_fsdp_launch(on_cpu=not torch.cuda.is_available())
     accelerator = Accelerator(cpu=not torch.cuda.is_available(),
                               mixed_precision=resolve_mixed_precision(cfg.mixed_precision))
     model = inputs.model
@@ -209,14 +225,31 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
     # Padding-free attention lets a packed row hold the whole micro-batch.
     previous = use_varlen_attention(model) if cfg.packing else None
     pack_length = cfg.pack_length or (None if previous else inputs.max_length)
+    module = SupervisedLoss(model)
+    cpu_fsdp = cpu_fsdp_requested(str(accelerator.distributed_type).split(".")[-1])
+    if cpu_fsdp:
+        shard_on_cpu(module, model)  # before the optimizer: FSDP2 replaces the parameters
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = Schedule([len(e.input_ids) for e in inputs.train], cfg,
                         accelerator.num_processes)
     total = schedule.total_steps()
     scheduler = _lr_scheduler(optimizer, cfg, total)
-    module, optimizer = accelerator.prepare(SupervisedLoss(model), optimizer)
+    if cpu_fsdp:
+        optimizer = accelerator.prepare(optimizer)  # no DDP around the FSDP2 module
+    else:
+        module, optimizer = accelerator.prepare(module, optimizer)
     module.train()
+    shards = ModelShards(module, model, sharding_of(module), accelerator.is_main_process,
+                         deepspeed=accelerator.distributed_type == "DEEPSPEED")
+    state = _resume(inputs, cfg, accelerator, shards, optimizer, scheduler, total)
+    return _Session(accelerator, module, optimizer, scheduler, schedule, total, state,
+                    pack_length, previous, shards)
+
+
+def _resume(inputs: TrainInputs, cfg: TrainingConfig, accelerator: Any, shards: ModelShards,
+            optimizer: Any, scheduler: Any, total: int) -> LoopState:
+    """Restore the last checkpoint when resuming (every process loads it); else a new state."""
     state = LoopState(fingerprint=inputs.fingerprint or None)
     last = latest_checkpoint(inputs.out_dir / "checkpoints")
     if last is not None and not inputs.resume:
@@ -224,21 +257,22 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
                               "continue it with --resume, or choose a new output_dir")
     if inputs.resume and last is None:
         logger.warning("--resume: no checkpoint in %s; starting from step 0", inputs.out_dir)
-    if last is not None:
-        state, weights = load_checkpoint(last, optimizer, scheduler)
-        check_fingerprint(last, state.fingerprint, inputs.fingerprint)
-        try:
-            inputs.method.load_trainable_state(model, weights)
-        except (KeyError, RuntimeError) as err:
-            raise CheckpointError(f"{last}: its weights do not fit this model ({err}); use "
-                                  "the config it was trained with") from None
-        logger.info("resumed from %s (step %d of %d)", last.name, state.step, total)
-        if state.step >= total:
-            logger.info("already at step %d of %d; nothing to train", state.step, total)
-        if accelerator.is_main_process:
-            _trim_metrics(inputs.out_dir / "metrics.jsonl", state.step)
-    return _Session(accelerator, module, optimizer, scheduler, schedule, total, state,
-                    pack_length, previous)
+    if last is None:
+        return state
+    state, weights = load_checkpoint(
+        last, lambda saved: shards.load_optimizer_state(optimizer, saved), scheduler)
+    check_fingerprint(last, state.fingerprint, inputs.fingerprint)
+    try:
+        shards.load_trainable_state(inputs.method, weights)
+    except (KeyError, RuntimeError) as err:
+        raise CheckpointError(f"{last}: its weights do not fit this model ({err}); use "
+                              "the config it was trained with") from None
+    logger.info("resumed from %s (step %d of %d)", last.name, state.step, total)
+    if state.step >= total:
+        logger.info("already at step %d of %d; nothing to train", state.step, total)
+    if accelerator.is_main_process:
+        _trim_metrics(inputs.out_dir / "metrics.jsonl", state.step)
+    return state
 
 
 def train(inputs: TrainInputs, cfg: TrainingConfig) -> TrainResult:
@@ -254,7 +288,7 @@ def _train(run: _Session, inputs: TrainInputs, cfg: TrainingConfig) -> TrainResu
     """The loop of `train` on a started session."""
     state, main = run.state, run.accelerator.is_main_process
     result = TrainResult(0, 0.0, 0, 0, None, resumed_from=state.step,
-                         world_size=run.accelerator.num_processes)
+                         world_size=run.accelerator.num_processes, sharding=run.shards.kind)
     progress = Progress(run.total, state.step, inputs.out_dir / "metrics.jsonl" if main
                         else None, inputs.progress and main)
     if cfg.early_stopping_patience and not inputs.eval:
@@ -270,28 +304,37 @@ def _train(run: _Session, inputs: TrainInputs, cfg: TrainingConfig) -> TrainResu
                            state.tokens - tokens_at_start, result.resumed_from)
         progress.record({**row, "cpu_s": round(time.process_time() - cpu_started, 2)})
         if _due(state.step, cfg.eval_every, run.total) and inputs.eval:
-            _run_eval(run.module, inputs, cfg, run.accelerator, state, result, progress)
+            _run_eval(run, inputs, cfg, result, progress)
             if _patience_spent(cfg, state) and state.step < run.total:
                 state.stop_reason = "early_stopping"
                 progress.info(_stop_message(cfg, state))
-        if (_due(state.step, cfg.save_every, run.total) or state.stop_reason) and main \
+        if (_due(state.step, cfg.save_every, run.total) or state.stop_reason) \
                 and inputs.checkpoints:
-            weights = inputs.method.trainable_state(inputs.model)
-            ckpt_dir = inputs.out_dir / "checkpoints"
-            save_checkpoint(ckpt_dir, state, weights, run.optimizer, run.scheduler)
-            prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
+            _save(run, inputs, cfg)
         run.accelerator.wait_for_everyone()
     progress.close()
     result.seconds = time.perf_counter() - started
     result.cpu_seconds = time.process_time() - cpu_started
     result.tokens = state.tokens - tokens_at_start
-    _finish(inputs, cfg, state, result, progress)
+    _finish(inputs, cfg, run, result, progress)
     return result
 
 
-def _finish(inputs: TrainInputs, cfg: TrainingConfig, state: LoopState, result: TrainResult,
+def _save(run: _Session, inputs: TrainInputs, cfg: TrainingConfig) -> None:
+    """Checkpoint: every process gathers when the model is sharded; the main one writes."""
+    weights = run.shards.trainable_state(inputs.method)
+    optimizer = run.shards.optimizer_state(run.optimizer)
+    if weights is None or optimizer is None:
+        return
+    ckpt_dir = inputs.out_dir / "checkpoints"
+    save_checkpoint(ckpt_dir, run.state, weights, optimizer, run.scheduler)
+    prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
+
+
+def _finish(inputs: TrainInputs, cfg: TrainingConfig, run: _Session, result: TrainResult,
             progress: Progress) -> None:
     """Fill the result from the loop state; restore the best weights if asked."""
+    state = run.state
     result.steps = state.step
     result.supervised_tokens = state.supervised_tokens
     result.skipped_batches = state.skipped_batches
@@ -305,7 +348,7 @@ def _finish(inputs: TrainInputs, cfg: TrainingConfig, state: LoopState, result: 
         return
     if state.best_step != state.step:
         try:
-            inputs.method.load_trainable_state(inputs.model, read_weights(best))
+            run.shards.load_trainable_state(inputs.method, read_weights(best))
         except (KeyError, RuntimeError) as err:
             raise CheckpointError(f"{best}: its weights do not fit this model ({err}); use "
                                   "the config it was trained with") from None
@@ -401,20 +444,21 @@ def _optimizer_step(run: _Session, inputs: TrainInputs, cfg: TrainingConfig) -> 
     return total_loss / global_count
 
 
-def _run_eval(
-    module: Any, inputs: TrainInputs, cfg: TrainingConfig, accelerator: Any,
-    state: LoopState, result: TrainResult, progress: Progress,
-) -> None:
+def _run_eval(run: _Session, inputs: TrainInputs, cfg: TrainingConfig, result: TrainResult,
+              progress: Progress) -> None:
     """Eval loss; keep the best weights, count the patience and warn of overtraining."""
-    value = evaluate_loss(module, inputs.eval, inputs.pad_id, cfg.batch_size * 2, accelerator)
+    state, accelerator = run.state, run.accelerator
+    value = evaluate_loss(run.module, inputs.eval, inputs.pad_id, cfg.batch_size * 2,
+                          accelerator)
     result.eval_losses.append((state.step, value))
     progress.record({"step": state.step, "eval_loss": value})
     best = state.best_eval_loss
     if best is None or value < best - cfg.early_stopping_min_delta:
         state.best_eval_loss, state.best_step, state.evals_since_best = value, state.step, 0
-        if (cfg.load_best or cfg.early_stopping_patience) and accelerator.is_main_process:
-            save_best(inputs.out_dir / "checkpoints", state,
-                      inputs.method.trainable_state(inputs.model))
+        weights = run.shards.trainable_state(inputs.method) \
+            if cfg.load_best or cfg.early_stopping_patience else None
+        if weights is not None:
+            save_best(inputs.out_dir / "checkpoints", state, weights)
     else:
         state.evals_since_best += 1
     message = overtraining_warning(result.eval_losses)

@@ -1,0 +1,242 @@
+"""Whole trainable weights and optimizer state of a model sharded over processes.
+
+Under FSDP (full shard) and DeepSpeed ZeRO-3 each process holds a slice of every weight, so a
+checkpoint cannot be read from rank 0's parameters. `ModelShards` gathers the full tensors
+(every process takes part in the collective, rank 0 keeps the result) and scatters them
+back on resume. Names and layout match what the unsharded path writes, so a checkpoint
+written sharded resumes unsharded and the other way round.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from tunesmith.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+# What a DeepSpeed run writes instead of optimizer state (see ModelShards.optimizer_state).
+NOT_GATHERED = "not_gathered"
+ROOT = "model."  # the trained model's attribute inside SupervisedLoss, the sharded root
+WRAPPERS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")  # FSDP1 inserts these
+
+
+def clean_name(name: str) -> str:
+    """The parameter name without the wrapper levels FSDP1 and activation checkpointing add."""
+    for wrapper in WRAPPERS:
+        name = name.replace(wrapper, "")
+    return name
+
+
+def sharding_of(module: nn.Module) -> str | None:
+    """"fsdp2", "fsdp1" or "zero3" when weights are split over processes, else None."""
+    from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+
+    for sub in module.modules():
+        if isinstance(sub, FSDPModule):
+            return "fsdp2"
+        if isinstance(sub, FullyShardedDataParallel):
+            return "fsdp1"
+    if any(hasattr(p, "ds_id") for p in module.parameters()):
+        return "zero3"
+    return None
+
+
+def cpu_fsdp_requested(distributed_type: str) -> bool:
+    """True when an accelerate FSDP config launched processes that accelerate runs as DDP.
+
+    accelerate prepares FSDP only on accelerators; on CPU (`MULTI_CPU`) it silently wraps
+    the model in DDP, so tunesmith shards with FSDP2 itself.
+    """
+    use_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    return use_fsdp and distributed_type == "MULTI_CPU"
+
+
+def check_cpu_fsdp_launch(on_cpu: bool) -> None:
+    """Refuse FSDP settings that accelerate rejects on CPU, with the launch flags that fix it.
+
+    Rank 0 loading alone (`fsdp_cpu_ram_efficient_loading`) needs `fsdp_sync_module_states`,
+    which accelerate only supports on accelerators.
+    """
+    if not on_cpu or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+        return
+    flags = [name for name in ("FSDP_CPU_RAM_EFFICIENT_LOADING", "FSDP_SYNC_MODULE_STATES")
+             if os.environ.get(name, "false").lower() == "true"]
+    if flags:
+        problem = (f"{' and '.join(flags)} (fsdp_cpu_ram_efficient_loading, "
+                   "fsdp_sync_module_states in the config file) work only on GPUs; on CPU "
+                   "add --fsdp_cpu_ram_efficient_loading false --fsdp_sync_module_states "
+                   "false to accelerate launch")
+        raise ConfigError([problem], source="the accelerate FSDP launch")
+
+
+def shard_on_cpu(root: nn.Module, model: nn.Module) -> None:
+    """Apply FSDP2 (`fully_shard`) to every decoder layer of `model`, then to `root`.
+
+    The layer classes come from accelerate's `FSDP_TRANSFORMER_CLS_TO_WRAP` (comma-separated),
+    else from the model's `_no_split_modules`.
+    """
+    from torch.distributed.fsdp import fully_shard
+
+    names = os.environ.get("FSDP_TRANSFORMER_CLS_TO_WRAP", "")
+    wanted = {n.strip() for n in names.split(",") if n.strip()}
+    if not wanted:
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        wanted = set(getattr(base, "_no_split_modules", None) or [])
+    layers = [m for m in model.modules() if type(m).__name__ in wanted]
+    for layer in layers:
+        fully_shard(layer)
+    fully_shard(root)  # embeddings, final norm and output layer: gathered in root's forward
+    logger.info("FSDP2 on CPU: %d %s units and the root, over %d processes", len(layers),
+                "/".join(sorted(wanted)) or "no layer", torch.distributed.get_world_size())
+
+
+def _full_options(root: nn.Module) -> Any:
+    """Whole tensors of the trained weights; on an accelerator, moved to rank 0's memory."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    # Offloading weights that already live in host memory is pointless, and FSDP1 (torch
+    # 2.13) crashes with a segmentation fault when asked to do it on CPU.
+    offload = next(root.parameters()).device.type != "cpu"
+    return StateDictOptions(full_state_dict=True, cpu_offload=offload, ignore_frozen_params=True)
+
+
+@dataclass
+class ModelShards:
+    """The trained model as the loop holds it: `root` is the prepared SupervisedLoss (maybe
+    inside FSDP or a DeepSpeed engine), `model` the model inside it, `kind` from sharding_of.
+
+    With `kind` None only the main process reads the weights and no collective runs; else
+    every process must call `trainable_state`, `optimizer_state` and the loaders together.
+    `deepspeed` marks a DeepSpeed engine, which splits the optimizer state at every ZeRO stage.
+    """
+
+    root: Any
+    model: Any
+    kind: str | None
+    main: bool
+    deepspeed: bool = False
+
+    def trainable_state(self, method: Any) -> dict[str, Any] | None:
+        """The trainable weights, named as `method.trainable_state` names them (main only)."""
+        if self.kind is None:
+            return method.trainable_state(self.model) if self.main else None
+        if self.kind == "zero3":
+            return self._zero3_state()
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        full = get_model_state_dict(self.root, options=_full_options(self.root))
+        if not self.main:
+            return None
+        names = self._trainable_names()
+        state = {n[len(ROOT):]: t for n, t in full.items() if n[len(ROOT):] in names}
+        return {name: state[name] for name in names}  # the unsharded path's order
+
+    def load_trainable_state(self, method: Any, state: dict[str, Any]) -> None:
+        """Put whole weights from a checkpoint into this (maybe sharded) model."""
+        if self.kind is None:
+            method.load_trainable_state(self.model, state)
+            return
+        unknown = sorted(set(state) - set(self._trainable_names()))
+        if unknown:
+            raise KeyError(f"checkpoint weights not trained in this model: {unknown[:3]}")
+        if self.kind == "zero3":
+            self._zero3_load(state)
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        options = StateDictOptions(full_state_dict=True, strict=False)
+        set_model_state_dict(self.root, {ROOT + n: t for n, t in state.items()}, options=options)
+
+    def optimizer_state(self, optimizer: Any) -> dict[str, Any] | None:
+        """The optimizer's state in `torch.optim.Optimizer.state_dict` form (main only)."""
+        if self.deepspeed:
+            # TODO: gather the ZeRO partitions (or write one file per rank) so that DeepSpeed
+            # runs can resume; until then their checkpoints hold weights only.
+            return {NOT_GATHERED: "DeepSpeed splits the optimizer state"} if self.main else None
+        if self.kind is None:
+            return optimizer.state_dict() if self.main else None
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper
+        full = get_optimizer_state_dict(self.root, inner, options=_full_options(self.root))
+        return _by_index(full) if self.main else None
+
+    def load_optimizer_state(self, optimizer: Any, saved: dict[str, Any]) -> None:
+        """Load a state written by `optimizer_state` (sharded or not) into `optimizer`."""
+        if NOT_GATHERED in saved:
+            raise ValueError("it was written by a DeepSpeed run, whose optimizer state "
+                             "tunesmith does not save yet: export its weights with `tunesmith "
+                             "export`, or start a new run (use FSDP to resume sharded runs)")
+        if self.kind is None:
+            optimizer.load_state_dict(saved)
+            return
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_optimizer_state_dict,
+        )
+
+        inner = getattr(optimizer, "optimizer", optimizer)
+        by_name = _by_name(saved, inner, self._names_by_id())
+        options = StateDictOptions(full_state_dict=True)
+        set_optimizer_state_dict(self.root, inner, by_name, options=options)
+
+    def _trainable_names(self) -> list[str]:
+        return [n[len(ROOT):] for n, p in _named(self.root) if p.requires_grad
+                and n.startswith(ROOT)]
+
+    def _names_by_id(self) -> dict[int, str]:
+        return {id(p): name for name, p in _named(self.root)}
+
+    def _zero3_state(self) -> dict[str, Any] | None:
+        # TODO: untested (DeepSpeed needs CUDA); run the ZeRO-3 example on GPUs to cover it.
+        import deepspeed
+
+        params = [(n[len(ROOT):], p) for n, p in _named(self.root)
+                  if p.requires_grad and n.startswith(ROOT)]
+        with deepspeed.zero.GatheredParameters([p for _, p in params], modifier_rank=None):
+            if not self.main:
+                return None
+            return {name: p.detach().to("cpu", copy=True) for name, p in params}
+
+    def _zero3_load(self, state: dict[str, Any]) -> None:
+        import deepspeed
+
+        params = {n[len(ROOT):]: p for n, p in _named(self.root) if n.startswith(ROOT)}
+        chosen = [params[name] for name in state]
+        with deepspeed.zero.GatheredParameters(chosen, modifier_rank=0):
+            if self.main:  # rank 0's values are scattered to every shard on exit
+                for name, value in state.items():
+                    params[name].data.copy_(value)
+
+
+def _named(root: Any) -> list[tuple[str, nn.Parameter]]:
+    """Parameters of the SupervisedLoss inside `root`, with wrapper levels removed."""
+    inner = getattr(root, "module", root)  # a DeepSpeed engine or DDP holds it as .module
+    return [(clean_name(n), p) for n, p in inner.named_parameters()]
+
+
+def _by_index(full: dict[str, Any]) -> dict[str, Any]:
+    """Turn a name-keyed optimizer state into the index-keyed form of Optimizer.state_dict."""
+    order = [name for group in full["param_groups"] for name in group["params"]]
+    index = {name: i for i, name in enumerate(order)}
+    groups = [{**g, "params": [index[n] for n in g["params"]]} for g in full["param_groups"]]
+    state = {index[n]: value for n, value in full["state"].items()}
+    return {"state": state, "param_groups": groups}
+
+
+def _by_name(saved: dict[str, Any], optimizer: Any, names: dict[int, str]) -> dict[str, Any]:
+    """Turn an index-keyed optimizer state into the name-keyed form for `optimizer`."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    order = [names[id(p)] for p in params]
+    if len(order) != sum(len(g["params"]) for g in saved["param_groups"]):
+        raise KeyError(f"the checkpoint's optimizer holds a different number of weights than "
+                       f"this model trains ({len(order)})")
+    groups = [{**g, "params": [order[i] for i in g["params"]]} for g in saved["param_groups"]]
+    return {"state": {order[i]: v for i, v in saved["state"].items()}, "param_groups": groups}
