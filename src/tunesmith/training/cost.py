@@ -26,7 +26,9 @@ OPTIMIZER_TRAFFIC = 28.0  # bytes read+written per parameter by one AdamW update
 # (norm inputs and outputs, q/k/v, attention output, gate/up/activation products). Fitted.
 ACT_HIDDEN = 18.0
 ACT_INTERMEDIATE = 6.0
-LOGIT_COPIES = 3  # logits, log-softmax and its gradient: [supervised tokens, vocab] fp32
+# The loss keeps one fp32 [rows, vocab] buffer per chunk (logits, then their gradient in
+# place), its chunks capped at CHUNK_BYTES (tunesmith.modeling.loss).
+LOGIT_CHUNK_BYTES = 64 << 20
 
 
 @dataclass
@@ -79,7 +81,8 @@ def memory_split(shape: ArchShape, plan: RunPlan, hw: Hardware) -> dict[str, flo
     layers_kept = math.sqrt(shape.layers) if plan.gradient_checkpointing else shape.layers
     per_layer = ACT_HIDDEN * shape.hidden + ACT_INTERMEDIATE * shape.intermediate
     activations = tokens * layers_kept * per_layer * dtype
-    logits = plan.batch_size * plan.longest_supervised * shape.vocab * 4.0 * LOGIT_COPIES
+    logits = min(plan.batch_size * plan.longest_supervised * shape.vocab * 4.0,
+                 LOGIT_CHUNK_BYTES)
     parts = {"weights": weights, "gradients": trained * dtype,
              "optimizer_states": trained * ADAMW_BYTES, "activations": activations,
              "logits": logits, "runtime_overhead": hw.runtime_gb * GB}
