@@ -223,3 +223,13 @@ def test_resume_between_config_and_overrides_resumes(config: Path) -> None:
     rows = [json.loads(x) for x in (config.parent / "run/metrics.jsonl").read_text()
             .splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("tokens", ["['']", "['<a>', ' ']", "['<a>', '<a>']"])
+def test_bad_new_tokens_stop_before_the_run_folder_exists(config: Path, tokens: str,
+                                                          capsys) -> None:
+    assert main(["train", str(config), f"model.add_tokens={tokens}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tunesmith: error: {config}: model.add_tokens: ")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (config.parent / "run").exists()

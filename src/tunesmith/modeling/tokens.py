@@ -33,8 +33,9 @@ def add_special_tokens(tokenizer: Any, tokens: list[str]) -> tuple[list[int], li
     """Add `tokens` to the tokenizer as special tokens; return (all ids, ids that are new)."""
     from transformers import AddedToken
 
-    if len(set(tokens)) != len(tokens) or not all(isinstance(t, str) and t for t in tokens):
-        raise ModelError(f"model.add_tokens {tokens!r}: expected distinct non-empty strings")
+    blank = not all(isinstance(t, str) and t.strip() for t in tokens)
+    if blank or len(set(tokens)) != len(tokens):
+        raise ModelError(f"model.add_tokens {tokens!r}: expected distinct, non-blank strings")
     known = len(tokenizer)
     # Special tokens are never split, lower-cased or stripped, and decode as written.
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in tokens],
