@@ -76,8 +76,7 @@ class LoraMethod:
         _load_trainable(model, state)
 
     def save_adapter(self, model: Any, path: Path) -> None:
-        # New token rows live in a resized embedding; store it so the adapter loads back.
-        save_adapter(model, path, with_embeddings=bool(self.settings.trainable_token_ids))
+        save_adapter(model, path, self.settings.token_layout)
 
     def export_model(self, model: Any) -> Any:
         return model
