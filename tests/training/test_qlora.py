@@ -143,3 +143,29 @@ def test_weights_bytes_counts_4bit_codes_and_their_scales(qtoy_dir) -> None:
     # fp32: 4 bytes a weight; nf4: half a byte plus one fp32 scale per block of 64.
     saved = quantization.weights_bytes(full) - quantization.weights_bytes(nf4)
     assert saved == linear * 4 - (linear // 2 + linear // 64 * 4)
+
+
+def _layer0_grads(model, ids: torch.Tensor) -> tuple[float, torch.Tensor]:
+    model.train()
+    model.zero_grad(set_to_none=True)
+    loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    first = next(p for n, p in model.named_parameters() if "layers.0." in n and "lora_B" in n)
+    return float(loss), first.grad.detach().clone()  # reaches layer 0 through the 4-bit base
+
+
+def test_nf4_training_after_an_eval_pass_keeps_its_gradients(qtoy_dir) -> None:
+    from tunesmith.modeling.adapters import LoraSettings
+    from tunesmith.training.methods import QloraMethod
+
+    _needs("nf4")
+    base = quantization.load_quantized(str(qtoy_dir), quantization.QuantSettings("nf4"))
+    model = QloraMethod(LoraSettings(r=4, alpha=8), "nf4", lambda: None).prepare(base)
+    ids = torch.randint(0, 1000, (2, 16), generator=torch.Generator().manual_seed(0))
+    before = _layer0_grads(model, ids)
+    model.eval()
+    with torch.no_grad():  # an eval-loss pass: bitsandbytes may repack weights here
+        model(input_ids=ids)
+    after = _layer0_grads(model, ids)
+    assert before[1].abs().sum() > 0
+    assert after[0] == before[0] and torch.equal(after[1], before[1])

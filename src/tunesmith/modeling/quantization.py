@@ -150,13 +150,31 @@ def weights_bytes(model: Any) -> int:
     return sum(_tensor_bytes(t.data) + _bnb_state_bytes(t) for t in tensors)
 
 
+def keep_training_layout(model: Any) -> int:
+    """Keep bitsandbytes from repacking 4-bit weights for its CPU inference kernel; return
+    how many layers were told.
+
+    On a CPU with AVX512-BF16 the first eval-mode forward without gradients (an eval-loss
+    pass) repacks every 4-bit weight for a bf16 inference kernel and never unpacks it. Later
+    training steps then run the base matmuls in bf16 through an op without a backward:
+    gradients through the frozen base are silently dropped. Eval and training must share
+    the float32 dequantize-then-matmul path.
+    """
+    layers = [m for m in model.modules() if hasattr(m, "support_avx512bf16_for_cpu")]
+    for module in layers:
+        module.support_avx512bf16_for_cpu = False
+    return len(layers)
+
+
 def prepare_quantized(model: Any) -> Any:
     """Freeze the quantized base and let gradients reach the adapters through it."""
     from peft import prepare_model_for_kbit_training
 
     if getattr(model, "is_loaded_in_4bit", False):
         # Gradient checkpointing stays the loop's choice (training.gradient_checkpointing).
-        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        keep_training_layout(model)
+        return model
     for param in model.parameters():
         param.requires_grad_(False)
     return model
