@@ -184,8 +184,10 @@ def test_qlora_plan_takes_the_bits_of_its_quantization(quantization: str, bits: 
     data = DataTotals(rows=10, tokens=100, supervised=20, longest=12, longest_supervised=3,
                       sampled_rows=10, dropped_share=0.0)
     assert run_plan(config, data).base_bits == bits
+    assert run_plan(config, data).quantization == quantization
     config.method.name = "lora"
     assert run_plan(config, data).base_bits is None
+    assert run_plan(config, data).quantization is None
 
 
 def test_estimate_refuses_zero_processes(capsys) -> None:
@@ -195,3 +197,35 @@ def test_estimate_refuses_zero_processes(capsys) -> None:
         main(["estimate", "config.yaml", "--processes", "0"])
     assert stop.value.code == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_nf4_on_cpu_adds_the_dequantization_of_every_pass(toy_dir) -> None:
+    from dataclasses import replace
+
+    from tunesmith.planning import describe
+
+    shape = _shape(toy_dir)
+    nf4 = RunPlan(base_bits=4, quantization="nf4", grad_accum=2, rows=10, tokens=1000,
+                  supervised=200, longest=120, longest_supervised=30)
+    int8 = replace(nf4, base_bits=8, quantization="int8")
+    extra = cost.step_seconds(shape, nf4, CPU) - cost.step_seconds(shape, int8, CPU)
+    # forward and backward each expand every decoder weight (0.5 B read, 4 B written), in
+    # each of 2 micro-batches, at CPU's 10 GB/s
+    assert extra == pytest.approx(shape.linear_params * 2 * 2 * 4.5 / 10e9)
+    assert extra > 0 and cost.dequant_seconds(shape, int8, CPU) == 0.0
+    checkpointed = replace(nf4, gradient_checkpointing=True)
+    assert cost.dequant_seconds(shape, checkpointed, CPU) == pytest.approx(
+        extra * 3 / 2)  # the recomputed forward expands them again
+    gpu = Hardware("gpu", "gpu", 100.0, 1000.0, 0.35, 80.0, 1.5)
+    assert cost.dequant_seconds(shape, nf4, gpu) == 0.0  # fused 4-bit kernels
+
+    result = cost.estimate(shape, nf4, CPU)
+    assert result["time"]["dequant_seconds_per_step"] == round(extra, 3)
+    assert cost.estimate(shape, int8, CPU)["notes"] == []
+    result["model"]["name"], result["run"]["method"] = "toy", "qlora"
+    result["data"] = {"rows": 10, "tokens_per_epoch": 1000, "supervised_tokens_per_epoch": 200,
+                      "longest_example": 120}
+    note = describe(result).splitlines()[-1]
+    assert note.startswith("note: nf4 on CPU: bitsandbytes has no 4-bit training kernel")
+    assert f"2x per micro-batch: +{extra:.2f} s/step at least" in note
+    assert "int8 or int4" in note

@@ -166,6 +166,31 @@ def keep_training_layout(model: Any) -> int:
     return len(layers)
 
 
+def nf4_weights(model: Any) -> int:
+    """Number of base weights `model` stores in bitsandbytes 4-bit blocks."""
+    from math import prod
+
+    states = [getattr(p, "quant_state", None) for p in model.parameters()]
+    return sum(prod(s.shape) for s in states if s is not None)
+
+
+def nf4_cpu_warning(model: Any, bandwidth_gb_s: float, traffic: float = 4.5) -> str:
+    """The warning for nf4 training on a CPU: what bitsandbytes does there and what it costs.
+
+    `traffic` is the bytes one expanded weight moves (half a byte of codes read, four bytes
+    of float32 written), `bandwidth_gb_s` this CPU's measured memory bandwidth.
+    """
+    weights = nf4_weights(model)
+    seconds = 2 * weights * traffic / (bandwidth_gb_s * 1e9)  # forward + backward
+    return (f"method.quantization nf4 on CPU: bitsandbytes has no 4-bit training kernel for "
+            f"CPUs, so every forward and backward pass first expands all {weights / 1e6:,.1f}M "
+            f"base weights to float32, at least {seconds:.2f} s per micro-batch at this CPU's "
+            "memory bandwidth on top of the matmuls (more on a busy machine; `tunesmith "
+            "estimate` includes it). Its optional hub kernel serves inference only. On CPU "
+            "prefer method.quantization: int8 or int4 (torchao), or plain lora when the "
+            "float32 base fits in memory")
+
+
 def prepare_quantized(model: Any) -> Any:
     """Freeze the quantized base and let gradients reach the adapters through it."""
     from peft import prepare_model_for_kbit_training

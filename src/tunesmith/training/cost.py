@@ -4,7 +4,9 @@ Memory is what the loop keeps alive at its peak: weights, AdamW moments and the 
 (interpreter, libraries) always, plus the larger of the saved activations and logits of the
 longest micro-batch (start of the backward pass) and the gradients (its end). Time is model
 FLOPs over peak x efficiency, plus the optimizer update, which reads and writes memory rather than
-computing. Constants marked "fitted" were calibrated against measured runs (see
+computing. An nf4 base on a CPU adds the memory traffic of bitsandbytes expanding every 4-bit
+weight to float32 before each matmul (it has no fused 4-bit training kernel for CPUs).
+Constants marked "fitted" were calibrated against measured runs (see
 bench/estimate_accuracy.py and docs/results.md).
 """
 
@@ -27,6 +29,10 @@ OPTIMIZER_TRAFFIC = 28.0  # bytes read+written per parameter by one AdamW update
 ACT_HIDDEN = 18.0
 ACT_INTERMEDIATE = 6.0
 LOGIT_COPIES = 3  # logits, log-softmax and its gradient: [supervised tokens, vocab] fp32
+# Bytes one expanded nf4 weight moves: half a byte of codes read, four bytes of float32
+# written (one scale per 64 weights is negligible). The matmul then reads the float32 copy,
+# as plain LoRA reads its float32 weight, so only the expansion is extra.
+DEQUANT_TRAFFIC = 4.5
 
 
 @dataclass
@@ -36,6 +42,7 @@ class RunPlan:
     method: str = "lora"
     dtype: str = "float32"
     base_bits: int | None = None  # 4 or 8 for a quantized frozen base
+    quantization: str | None = None  # nf4, int8 or int4: how that base is stored
     batch_size: int = 8
     grad_accum: int = 1
     processes: int = 1
@@ -110,11 +117,42 @@ def step_flops(shape: ArchShape, plan: RunPlan) -> float:
     return forward * passes
 
 
+def dequant_passes(plan: RunPlan) -> int:
+    """Times each nf4 weight is expanded per micro-batch: forward, backward (input gradient),
+    and the recomputed forward of gradient checkpointing."""
+    return 2 + (1 if plan.gradient_checkpointing else 0)
+
+
+def dequant_seconds(shape: ArchShape, plan: RunPlan, hw: Hardware) -> float:
+    """Seconds per optimizer step that an nf4 base on a CPU spends expanding weights.
+
+    bitsandbytes trains on a CPU by expanding each whole 4-bit weight to float32 before every
+    matmul, then running an ordinary float32 matmul: memory traffic per weight and pass
+    that does not shrink with fewer tokens, priced at the measured copy bandwidth (a lower
+    bound). GPUs (fused kernels) and torchao's int8/int4 have no such step in this model.
+    """
+    if plan.quantization != "nf4" or hw.kind != "cpu":
+        return 0.0
+    weights = shape.linear_params * dequant_passes(plan) * plan.grad_accum  # per process
+    return weights * DEQUANT_TRAFFIC / (hw.bandwidth_gb_s * GB)
+
+
 def step_seconds(shape: ArchShape, plan: RunPlan, hw: Hardware) -> float:
-    """Compute time plus the memory-bound AdamW update."""
+    """Compute time plus the memory-bound AdamW update plus any nf4 dequantization."""
     compute = step_flops(shape, plan) / (hw.peak_tflops * 1e12 * hw.efficiency)
     update = trainable_params(shape, plan.method) * OPTIMIZER_TRAFFIC / (hw.bandwidth_gb_s * GB)
-    return compute / plan.processes + update
+    return compute / plan.processes + update + dequant_seconds(shape, plan, hw)
+
+
+def dequant_note(shape: ArchShape, plan: RunPlan, hw: Hardware) -> str | None:
+    """Why an nf4 estimate on a CPU is slower, or None when it is not."""
+    extra = dequant_seconds(shape, plan, hw)
+    if not extra:
+        return None
+    return (f"nf4 on CPU: bitsandbytes has no 4-bit training kernel for CPUs, so it expands "
+            f"{shape.linear_params / 1e6:,.1f}M weights to float32 {dequant_passes(plan)}x "
+            f"per micro-batch: +{extra:.2f} s/step at least (memory traffic); "
+            "method.quantization int8 or int4 (torchao) or plain lora avoid it")
 
 
 def schedule(plan: RunPlan) -> tuple[int, int]:
@@ -144,5 +182,7 @@ def estimate(shape: ArchShape, plan: RunPlan, hw: Hardware) -> dict:
                  "total_steps": total, "seconds_per_step": round(seconds, 3),
                  "seconds_per_epoch": round(seconds * per_epoch, 1),
                  "total_seconds": round(seconds * total, 1),
-                 "tokens_per_second": round(plan.tokens / max(per_epoch, 1) / seconds, 1)},
+                 "tokens_per_second": round(plan.tokens / max(per_epoch, 1) / seconds, 1),
+                 "dequant_seconds_per_step": round(dequant_seconds(shape, plan, hw), 3)},
+        "notes": [n for n in [dequant_note(shape, plan, hw)] if n],
     }

@@ -9,7 +9,12 @@ from typing import Any, Protocol
 
 from tunesmith.errors import ConfigError
 from tunesmith.modeling.adapters import LoraSettings, attach_lora, merge_adapter, save_adapter
-from tunesmith.modeling.quantization import is_quantized, prepare_quantized, require_backend
+from tunesmith.modeling.quantization import (
+    is_quantized,
+    nf4_cpu_warning,
+    prepare_quantized,
+    require_backend,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +106,14 @@ class QloraMethod(LoraMethod):
         self.load_base = load_base
 
     def prepare(self, model: Any) -> Any:
+        import torch
+
+        if self.quantization == "nf4" and not torch.cuda.is_available():
+            from tunesmith.training.cost import DEQUANT_TRAFFIC
+            from tunesmith.training.hardware import cpu_profile
+
+            bandwidth = cpu_profile(torch.get_num_threads()).bandwidth_gb_s
+            logger.warning(nf4_cpu_warning(model, bandwidth, DEQUANT_TRAFFIC))
         return super().prepare(prepare_quantized(model))
 
     def export_model(self, model: Any) -> Any:
