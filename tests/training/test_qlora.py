@@ -183,7 +183,7 @@ def test_nf4_on_cpu_warns_once_with_the_cost_of_expanding_weights(qtoy_dir, capl
     text = quantization.nf4_cpu_warning(base, bandwidth_gb_s=1.0)
     seconds = 2 * expected * 4.5 / 1e9  # forward + backward, 4.5 bytes per weight at 1 GB/s
     assert f"all {expected / 1e6:,.1f}M base weights to float32, at least {seconds:.2f} s " \
-           "per micro-batch" in text and "int8 or int4" in text
+           "per micro-batch" in text and "method.quantization: int8" in text
     with caplog.at_level("WARNING", logger="tunesmith"):
         QloraMethod(LoraSettings(r=4, alpha=8), "nf4", lambda: None).prepare(base)
     warned = [r.getMessage() for r in caplog.records if "nf4 on CPU" in r.getMessage()]

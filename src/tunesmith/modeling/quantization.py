@@ -187,8 +187,8 @@ def nf4_cpu_warning(model: Any, bandwidth_gb_s: float, traffic: float = 4.5) -> 
             f"base weights to float32, at least {seconds:.2f} s per micro-batch at this CPU's "
             "memory bandwidth on top of the matmuls (more on a busy machine; `tunesmith "
             "estimate` includes it). Its optional hub kernel serves inference only. On CPU "
-            "prefer method.quantization: int8 or int4 (torchao), or plain lora when the "
-            "float32 base fits in memory")
+            "prefer plain lora when the float32 base fits in memory, or "
+            "method.quantization: int8 (torchao expands each weight once, not twice)")
 
 
 def prepare_quantized(model: Any) -> Any:

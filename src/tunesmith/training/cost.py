@@ -4,8 +4,8 @@ Memory is what the loop keeps alive at its peak: weights, AdamW moments and the 
 (interpreter, libraries) always, plus the larger of the saved activations and logits of the
 longest micro-batch (start of the backward pass) and the gradients (its end). Time is model
 FLOPs over peak x efficiency, plus the optimizer update, which reads and writes memory rather than
-computing. An nf4 base on a CPU adds the memory traffic of bitsandbytes expanding every 4-bit
-weight to float32 before each matmul (it has no fused 4-bit training kernel for CPUs).
+computing. A quantized base on a CPU adds the memory traffic of expanding its weights to
+float32 inside the matmuls (neither bitsandbytes nor torchao has a fused CPU training kernel).
 Constants marked "fitted" were calibrated against measured runs (see
 bench/estimate_accuracy.py and docs/results.md).
 """
@@ -29,10 +29,12 @@ OPTIMIZER_TRAFFIC = 28.0  # bytes read+written per parameter by one AdamW update
 ACT_HIDDEN = 18.0
 ACT_INTERMEDIATE = 6.0
 LOGIT_COPIES = 3  # logits, log-softmax and its gradient: [supervised tokens, vocab] fp32
-# Bytes one expanded nf4 weight moves: half a byte of codes read, four bytes of float32
-# written (one scale per 64 weights is negligible). The matmul then reads the float32 copy,
-# as plain LoRA reads its float32 weight, so only the expansion is extra.
-DEQUANT_TRAFFIC = 4.5
+# How a quantized base reaches a CPU matmul: (bytes stored per weight, expansions to float32
+# per micro-batch). bitsandbytes' nf4 expands in the forward and again in the backward (it
+# keeps only the codes); torchao's int8 and int4 (kept in int8 bytes on CPU) expand in the
+# forward, and autograd keeps that float32 copy for the backward. Each expansion reads the
+# stored bytes and writes 4; the matmul then reads the copy as plain LoRA reads its weight.
+EXPANSIONS = {"nf4": (0.5, 2), "int8": (1.0, 1), "int4": (1.0, 1)}
 
 
 @dataclass
@@ -118,41 +120,50 @@ def step_flops(shape: ArchShape, plan: RunPlan) -> float:
 
 
 def dequant_passes(plan: RunPlan) -> int:
-    """Times each nf4 weight is expanded per micro-batch: forward, backward (input gradient),
-    and the recomputed forward of gradient checkpointing."""
-    return 2 + (1 if plan.gradient_checkpointing else 0)
+    """Expansions of each quantized weight per micro-batch; the recomputed forward of
+    gradient checkpointing adds one."""
+    if plan.quantization not in EXPANSIONS:
+        return 0
+    return EXPANSIONS[plan.quantization][1] + (1 if plan.gradient_checkpointing else 0)
+
+
+def expansion_bytes(quantization: str) -> float:
+    """Bytes one expansion of a weight moves: its stored bytes read, 4 float32 bytes written."""
+    return EXPANSIONS[quantization][0] + 4.0
 
 
 def dequant_seconds(shape: ArchShape, plan: RunPlan, hw: Hardware) -> float:
-    """Seconds per optimizer step that an nf4 base on a CPU spends expanding weights.
+    """Seconds per optimizer step that a quantized base on a CPU spends expanding weights.
 
-    bitsandbytes trains on a CPU by expanding each whole 4-bit weight to float32 before every
-    matmul, then running an ordinary float32 matmul: memory traffic per weight and pass
-    that does not shrink with fewer tokens, priced at the measured copy bandwidth (a lower
-    bound). GPUs (fused kernels) and torchao's int8/int4 have no such step in this model.
+    Memory traffic per weight and pass that does not shrink with fewer tokens, priced at the
+    measured copy bandwidth (a lower bound). GPUs have fused kernels: no such term.
     """
-    if plan.quantization != "nf4" or hw.kind != "cpu":
+    passes = dequant_passes(plan)
+    if not passes or hw.kind != "cpu":
         return 0.0
-    weights = shape.linear_params * dequant_passes(plan) * plan.grad_accum  # per process
-    return weights * DEQUANT_TRAFFIC / (hw.bandwidth_gb_s * GB)
+    weights = shape.linear_params * passes * plan.grad_accum  # per process
+    return weights * expansion_bytes(plan.quantization or "") / (hw.bandwidth_gb_s * GB)
 
 
 def step_seconds(shape: ArchShape, plan: RunPlan, hw: Hardware) -> float:
-    """Compute time plus the memory-bound AdamW update plus any nf4 dequantization."""
+    """Compute time plus the memory-bound AdamW update and weight expansion."""
     compute = step_flops(shape, plan) / (hw.peak_tflops * 1e12 * hw.efficiency)
     update = trainable_params(shape, plan.method) * OPTIMIZER_TRAFFIC / (hw.bandwidth_gb_s * GB)
     return compute / plan.processes + update + dequant_seconds(shape, plan, hw)
 
 
 def dequant_note(shape: ArchShape, plan: RunPlan, hw: Hardware) -> str | None:
-    """Why an nf4 estimate on a CPU is slower, or None when it is not."""
+    """Why a quantized base on a CPU costs extra time, or None when it does not."""
     extra = dequant_seconds(shape, plan, hw)
     if not extra:
         return None
-    return (f"nf4 on CPU: bitsandbytes has no 4-bit training kernel for CPUs, so it expands "
-            f"{shape.linear_params / 1e6:,.1f}M weights to float32 {dequant_passes(plan)}x "
-            f"per micro-batch: +{extra:.2f} s/step at least (memory traffic); "
-            "method.quantization int8 or int4 (torchao) or plain lora avoid it")
+    kind, passes = plan.quantization, dequant_passes(plan)
+    why = ("bitsandbytes has no 4-bit training kernel for CPUs and expands again in the "
+           "backward pass; int8 or int4 (torchao) expand once, plain lora never"
+           if kind == "nf4" else "plain lora avoids it")
+    return (f"{kind} on CPU: {shape.linear_params / 1e6:,.1f}M base weights are expanded "
+            f"to float32 {passes}x per micro-batch: +{extra:.2f} s/step at least (memory "
+            f"traffic); {why}")
 
 
 def schedule(plan: RunPlan) -> tuple[int, int]:

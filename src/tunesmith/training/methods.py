@@ -109,11 +109,11 @@ class QloraMethod(LoraMethod):
         import torch
 
         if self.quantization == "nf4" and not torch.cuda.is_available():
-            from tunesmith.training.cost import DEQUANT_TRAFFIC
+            from tunesmith.training.cost import expansion_bytes
             from tunesmith.training.hardware import cpu_profile
 
             bandwidth = cpu_profile(torch.get_num_threads()).bandwidth_gb_s
-            logger.warning(nf4_cpu_warning(model, bandwidth, DEQUANT_TRAFFIC))
+            logger.warning(nf4_cpu_warning(model, bandwidth, expansion_bytes("nf4")))
         return super().prepare(prepare_quantized(model))
 
     def export_model(self, model: Any) -> Any:
