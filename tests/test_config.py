@@ -70,13 +70,15 @@ def test_a_binary_config_file_is_a_config_error(tmp_path) -> None:
         load_config(path)
 
 
+BLANK = ("is empty or only whitespace; remove it or write the token's text, e.g. "
+         "'<tool_call>'")
+
+
 @pytest.mark.parametrize(("tokens", "problem"), [
-    ([""], "model.add_tokens: '' is empty or only whitespace; remove it or write the token's "
-           "text, e.g. '<tool_call>'"),
-    (["<a>", "  "], "model.add_tokens: '  ' is empty or only whitespace; remove it or write "
-                    "the token's text, e.g. '<tool_call>'"),
-    (["<a>", "<b>", "<a>"], "model.add_tokens: '<a>' listed more than once; list each new "
-                            "token once"),
+    ([""], f"model.add_tokens: '' {BLANK}"),
+    (["<a>", "  "], f"model.add_tokens: '  ' {BLANK}"),
+    (["<a>", "<b>", "<a>"],
+     "model.add_tokens: '<a>' listed more than once; list each new token once"),
 ])
 def test_blank_or_repeated_new_tokens_are_refused_at_load(tmp_path: Path, tokens, problem) -> None:
     path = tmp_path / "c.yaml"
