@@ -79,9 +79,9 @@ def run_plan(config: RunConfig, data: DataTotals, base_bits: int | None = None,
     bits = base_bits or (QUANT_BITS.get(quantization, 4) if quantization else None)
     return RunPlan(method="lora" if method == "qlora" else method, dtype=config.model.dtype,
                    base_bits=bits, quantization=quantization, batch_size=t.batch_size,
-                   grad_accum=t.grad_accum, processes=processes, epochs=t.epochs, max_steps=t.max_steps,
-                   gradient_checkpointing=t.gradient_checkpointing, rows=data.rows,
-                   tokens=data.tokens, supervised=data.supervised, longest=data.longest,
+                   grad_accum=t.grad_accum, processes=processes, epochs=t.epochs,
+                   max_steps=t.max_steps, gradient_checkpointing=t.gradient_checkpointing,
+                   rows=data.rows, tokens=data.tokens, supervised=data.supervised, longest=data.longest,
                    longest_supervised=data.longest_supervised)
 
 
