@@ -81,8 +81,8 @@ def run_plan(config: RunConfig, data: DataTotals, base_bits: int | None = None,
                    base_bits=bits, quantization=quantization, batch_size=t.batch_size,
                    grad_accum=t.grad_accum, processes=processes, epochs=t.epochs,
                    max_steps=t.max_steps, gradient_checkpointing=t.gradient_checkpointing,
-                   rows=data.rows, tokens=data.tokens, supervised=data.supervised, longest=data.longest,
-                   longest_supervised=data.longest_supervised)
+                   rows=data.rows, tokens=data.tokens, supervised=data.supervised,
+                   longest=data.longest, longest_supervised=data.longest_supervised)
 
 
 def estimate_run(config: RunConfig, hardware: str | None = None, base_bits: int | None = None,
