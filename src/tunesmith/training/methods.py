@@ -15,6 +15,8 @@ from tunesmith.modeling.quantization import (
     prepare_quantized,
     require_backend,
 )
+from tunesmith.training.cost import expansion_bytes
+from tunesmith.training.hardware import cpu_profile
 
 logger = logging.getLogger(__name__)
 
@@ -109,9 +111,6 @@ class QloraMethod(LoraMethod):
         import torch
 
         if self.quantization == "nf4" and not torch.cuda.is_available():
-            from tunesmith.training.cost import expansion_bytes
-            from tunesmith.training.hardware import cpu_profile
-
             bandwidth = cpu_profile(torch.get_num_threads()).bandwidth_gb_s
             logger.warning(nf4_cpu_warning(model, bandwidth, expansion_bytes("nf4")))
         return super().prepare(prepare_quantized(model))
