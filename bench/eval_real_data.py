@@ -130,8 +130,8 @@ def load_run_checkpoint(run_dir: Path) -> tuple[Any, Any, str]:
     with tempfile.TemporaryDirectory() as tmp:  # copy first: the run may prune it meanwhile
         shutil.copy(last / "weights.pt", Path(tmp) / "weights.pt")
         weights = torch.load(Path(tmp) / "weights.pt", weights_only=True)
-    loaded = _fresh_model(config)
-    method = _method(config)
+    loaded, added = _fresh_model(config)
+    method = _method(config, added)
     model = method.prepare(loaded.model)
     method.load_trainable_state(model, weights)
     return method.merged(model), loaded.tokenizer, f"{run_dir.name}/{last.name}"

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from tunesmith.cli.main import main
+from tunesmith.cli.main import build_parser, main
 
 ROWS = [{"messages": [{"role": "user", "content": f"Say {w}."},
                       {"role": "assistant", "content": json.dumps({"word": w})}]}
@@ -190,3 +190,46 @@ def test_lora_variants_train_and_merge(config: Path, variant: str) -> None:
     assert adapter["use_rslora"] is (variant == "rslora")
     assert adapter["use_dora"] is (variant == "dora")
     assert json.loads((run / "summary.json").read_text())["merge_max_abs_logit_diff"] < 1e-3
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--resume", "c.yaml", "a.b=1", "c=2"],
+    ["train", "c.yaml", "--resume", "a.b=1", "c=2"],
+    ["train", "c.yaml", "a.b=1", "--resume", "c=2"],
+    ["train", "c.yaml", "a.b=1", "c=2", "--resume"],
+    ["train", "c.yaml", "--debug", "a.b=1", "--resume", "c=2"],
+])
+def test_flags_go_before_between_or_after_the_overrides(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    assert (args.config, args.overrides, args.resume) == ("c.yaml", ["a.b=1", "c=2"], True)
+
+
+@pytest.mark.parametrize("verb", ["run", "eval", "export"])
+def test_every_override_verb_takes_flags_between_overrides(verb: str) -> None:
+    args = build_parser().parse_args([verb, "c.yaml", "x=1", "--debug", "y=2"])
+    assert (args.config, args.overrides, args.debug) == ("c.yaml", ["x=1", "y=2"], True)
+
+
+def test_an_unknown_flag_among_overrides_is_still_refused(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["train", "c.yaml", "x=1", "--bogus", "y=2"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_resume_between_config_and_overrides_resumes(config: Path) -> None:
+    assert main(["train", str(config), "training.max_steps=2"]) == 0
+    assert main(["train", str(config), "--resume", "training.max_steps=3"]) == 0
+    rows = [json.loads(x) for x in (config.parent / "run/metrics.jsonl").read_text()
+            .splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("tokens", ["['']", "['<a>', ' ']", "['<a>', '<a>']"])
+def test_bad_new_tokens_stop_before_the_run_folder_exists(config: Path, tokens: str,
+                                                          capsys) -> None:
+    assert main(["train", str(config), f"model.add_tokens={tokens}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tunesmith: error: {config}: model.add_tokens: ")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (config.parent / "run").exists()

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tunesmith.config import load_config
 from tunesmith.config.reference import reference
@@ -67,3 +68,24 @@ def test_a_binary_config_file_is_a_config_error(tmp_path) -> None:
     path.write_bytes(b"\x00\xc2\xff\xfe random bytes")
     with pytest.raises(ConfigError, match="not a UTF-8 text file"):
         load_config(path)
+
+
+BLANK = ("is empty or only whitespace; remove it or write the token's text, e.g. "
+         "'<tool_call>'")
+
+
+@pytest.mark.parametrize(("tokens", "problem"), [
+    ([""], f"model.add_tokens: '' {BLANK}"),
+    (["<a>", "  "], f"model.add_tokens: '  ' {BLANK}"),
+    (["<a>", "<b>", "<a>"],
+     "model.add_tokens: '<a>' listed more than once; list each new token once"),
+])
+def test_blank_or_repeated_new_tokens_are_refused_at_load(tmp_path: Path, tokens, problem) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"model": {"add_tokens": tokens}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.problems == [problem]
+    assert str(err.value) == f"{path}: {problem}"  # one problem, one line
+    assert load_config(path, ["model.add_tokens=['<a>', '<b>']"]).model.add_tokens == [
+        "<a>", "<b>"]

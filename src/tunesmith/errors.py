@@ -12,6 +12,9 @@ class ConfigError(TunesmithError, ValueError):
 
     def __init__(self, problems: list[str], source: str = "config") -> None:
         self.problems = list(problems)
+        if len(self.problems) == 1:  # one problem reads best as one line
+            super().__init__(f"{source}: {self.problems[0]}")
+            return
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{source} has {len(self.problems)} problem(s):\n{lines}")
 

@@ -36,7 +36,7 @@ from tunesmith.formatting.chat import ChatFormatter, EncodedExample
 from tunesmith.modeling.adapters import LoraSettings
 from tunesmith.modeling.loading import cache_root, load_model, load_tokenizer
 from tunesmith.modeling.quantization import QuantSettings
-from tunesmith.modeling.tokens import add_special_tokens, add_tokens_to_model
+from tunesmith.modeling.tokens import AddedTokens, add_special_tokens, add_tokens_to_model
 from tunesmith.rundir import init_run_dir, is_main_process, sha256_file, write_json
 from tunesmith.tokenization.cache import (
     load_tokenized,
@@ -167,13 +167,14 @@ def _tokenize(config: RunConfig, formatter: ChatFormatter, train_convs: list[Con
     return train_tok, eval_tok
 
 
-def _method(config: RunConfig, token_ids: list[int] | None = None) -> Method:
-    """Build the method; `token_ids` are added tokens whose embedding rows train."""
+def _method(config: RunConfig, added: AddedTokens | None = None) -> Method:
+    """Build the method; the embedding rows of `added` tokens train."""
     m = config.method
+    token_ids = list(added.ids) if added else []
     if any(name.split(".")[-1] == "embed_tokens" for name in m.modules_to_save):
         token_ids = []  # the whole embedding trains already
     settings = LoraSettings(m.r, m.alpha, m.dropout, m.target_modules, list(m.modules_to_save),
-                            trainable_token_ids=list(token_ids or []))
+                            trainable_token_ids=token_ids, token_layout=added)
     return build_method(m.name, settings, m.quantization,
                         lambda: _fresh_model(config, full_precision=True)[0].model)
 
@@ -186,7 +187,8 @@ def _prepare(config: RunConfig, method: Method, model: Any) -> Any:
     return method.prepare(model)
 
 
-def _fresh_model(config: RunConfig, full_precision: bool = False) -> tuple[Any, list[int]]:
+def _fresh_model(config: RunConfig, full_precision: bool = False) -> tuple[
+        Any, AddedTokens | None]:
     """Load the base (quantized for qlora unless `full_precision`) with any added tokens."""
     m = config.method
     quant = None
@@ -194,10 +196,10 @@ def _fresh_model(config: RunConfig, full_precision: bool = False) -> tuple[Any, 
         quant = QuantSettings(m.quantization, m.double_quant)
     dtype = "float32" if full_precision else config.model.dtype
     loaded = load_model(config.model.name, config.model.cache_dir, dtype, quantization=quant)
-    ids: list[int] = []
+    added = None
     if config.model.add_tokens:
-        ids = add_tokens_to_model(loaded.model, loaded.tokenizer, config.model.add_tokens).ids
-    return loaded, ids
+        added = add_tokens_to_model(loaded.model, loaded.tokenizer, config.model.add_tokens)
+    return loaded, added
 
 
 def _tokenizer(config: RunConfig) -> Any:
@@ -232,8 +234,8 @@ def _trained_model(config: RunConfig, run_dir: Path) -> tuple[Any, Any, Method]:
     saved = json.loads((last / STATE_FILE).read_text()).get("fingerprint")
     check_fingerprint(last, saved, _fingerprint(config))
     weights = read_weights(last)
-    loaded, token_ids = _fresh_model(config)
-    method = _method(config, token_ids)
+    loaded, added = _fresh_model(config)
+    method = _method(config, added)
     model = _prepare(config, method, loaded.model)
     try:
         method.load_trainable_state(model, weights)
@@ -269,8 +271,8 @@ def run_train(config: RunConfig, resume: bool = False, progress: bool = True) ->
     # Data problems stop the run before the (slow) model load.
     tokenizer = _tokenizer(config)
     data = prepare_data(config, tokenizer, run_dir)
-    loaded, token_ids = _fresh_model(config)
-    method = _method(config, token_ids)
+    loaded, added = _fresh_model(config)
+    method = _method(config, added)
     model = _prepare(config, method, loaded.model)
     inputs = TrainInputs(model, method, data.train, data.eval, loaded.tokenizer.pad_token_id,
                          run_dir, resume=resume, progress=progress,

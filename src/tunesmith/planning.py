@@ -75,14 +75,14 @@ def run_plan(config: RunConfig, data: DataTotals, base_bits: int | None = None,
              processes: int = 1) -> RunPlan:
     """The estimate's view of the config; a qlora method implies a 4-bit base."""
     t, method = config.training, config.method.name
-    bits = base_bits or (QUANT_BITS.get(config.method.quantization, 4)
-                         if method in QUANTIZED_METHODS else None)
+    quantization = config.method.quantization if method in QUANTIZED_METHODS else None
+    bits = base_bits or (QUANT_BITS.get(quantization, 4) if quantization else None)
     return RunPlan(method="lora" if method == "qlora" else method, dtype=config.model.dtype,
-                   base_bits=bits, batch_size=t.batch_size, grad_accum=t.grad_accum,
-                   processes=processes, epochs=t.epochs, max_steps=t.max_steps,
-                   gradient_checkpointing=t.gradient_checkpointing, rows=data.rows,
-                   tokens=data.tokens, supervised=data.supervised, longest=data.longest,
-                   longest_supervised=data.longest_supervised)
+                   base_bits=bits, quantization=quantization, batch_size=t.batch_size,
+                   grad_accum=t.grad_accum, processes=processes, epochs=t.epochs,
+                   max_steps=t.max_steps, gradient_checkpointing=t.gradient_checkpointing,
+                   rows=data.rows, tokens=data.tokens, supervised=data.supervised,
+                   longest=data.longest, longest_supervised=data.longest_supervised)
 
 
 def estimate_run(config: RunConfig, hardware: str | None = None, base_bits: int | None = None,
@@ -125,6 +125,7 @@ def describe(result: dict) -> str:
         f"{time_['seconds_per_step']:.2f} s/step",
         f"time: {_clock(time_['seconds_per_epoch'])} per epoch, {_clock(time_['total_seconds'])}"
         f" in total ({time_['tokens_per_second']:,.0f} tokens/s)",
+        *(f"note: {note}" for note in result.get("notes", [])),
     ])
 
 

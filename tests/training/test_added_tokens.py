@@ -136,3 +136,46 @@ def test_full_embedding_training_keeps_tied_head_in_step(tied_dir, write_jsonl,
     assert not torch.equal(trained[:known], base.get_input_embeddings().weight[:known])
     assert merged.get_output_embeddings().weight is trained
     assert torch.allclose(_logits(merged, probe), live, atol=1e-4)
+
+
+def _adapter_tensors(folder: Path) -> dict[str, tuple[int, ...]]:
+    from safetensors import safe_open
+
+    with safe_open(folder / "adapter_model.safetensors", "pt") as handle:
+        return {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_adapter_stores_only_the_new_rows_and_loads_back_exactly(
+        tied, toy_dir, tied_dir, write_jsonl, tmp_path) -> None:
+    from peft import PeftModel
+
+    from tunesmith.modeling.adapters import load_adapter
+    from tunesmith.pipeline import run_export, run_train
+
+    base_dir = tied_dir if tied else toy_dir
+    config = _config(tmp_path, base_dir, write_jsonl(ROWS), "run")
+    outcome, model, tok, method, data = run_train(config)
+    probe = torch.tensor([tok("Call owl.<tool_call>owl</tool_call>")["input_ids"]])
+    live = _logits(model, probe)  # [1, T, rows_after]: padding rows' logits included
+    run_export(config, outcome, model, tok, method, data.formatter)
+    folder = Path(outcome.exports["adapter"])
+
+    # One copy of the trained token rows; no embedding or head matrix, tied or not.
+    shapes = _adapter_tensors(folder)
+    hidden = model.get_input_embeddings().weight.shape[1]
+    rows = {k: s for k, s in shapes.items() if "lora_" not in k}
+    assert rows == {"base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta":
+                    (len(NEW), hidden)}
+    lora_bytes = sum(p.numel() * 4 for n, p in model.named_parameters() if "lora_" in n)
+    needed = lora_bytes + len(NEW) * hidden * 4
+    size = (folder / "adapter_model.safetensors").stat().st_size
+    assert needed <= size <= needed + 64 * 1024  # the rest is the safetensors header
+
+    # Plain PEFT onto the base grown as training grew it, and tunesmith's own loader.
+    base, base_tok = _load(base_dir)
+    add_tokens_to_model(base, base_tok, NEW)
+    plain = PeftModel.from_pretrained(base, str(folder))
+    assert torch.equal(_logits(plain, probe), live)
+    own = load_adapter(_load(base_dir)[0], folder)
+    assert torch.equal(_logits(own, probe), live)

@@ -184,8 +184,10 @@ def test_qlora_plan_takes_the_bits_of_its_quantization(quantization: str, bits: 
     data = DataTotals(rows=10, tokens=100, supervised=20, longest=12, longest_supervised=3,
                       sampled_rows=10, dropped_share=0.0)
     assert run_plan(config, data).base_bits == bits
+    assert run_plan(config, data).quantization == quantization
     config.method.name = "lora"
     assert run_plan(config, data).base_bits is None
+    assert run_plan(config, data).quantization is None
 
 
 def test_estimate_refuses_zero_processes(capsys) -> None:
@@ -195,3 +197,40 @@ def test_estimate_refuses_zero_processes(capsys) -> None:
         main(["estimate", "config.yaml", "--processes", "0"])
     assert stop.value.code == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_a_quantized_base_on_cpu_adds_its_weight_expansion(toy_dir) -> None:
+    from dataclasses import replace
+
+    from tunesmith.planning import describe
+
+    shape = _shape(toy_dir)
+    nf4 = RunPlan(base_bits=4, quantization="nf4", grad_accum=2, rows=10, tokens=1000,
+                  supervised=200, longest=120, longest_supervised=30)
+    int8 = replace(nf4, base_bits=8, quantization="int8")
+    lora = replace(nf4, base_bits=None, quantization=None)
+    plain = cost.step_seconds(shape, lora, CPU)
+    weights = shape.linear_params * 2  # 2 micro-batches per step; CPU copies 10 GB/s
+    # nf4: forward and backward each expand (0.5 B read, 4 B written); int8: the forward
+    # expands once (1 B read, 4 B written) and autograd keeps the copy for the backward
+    assert cost.step_seconds(shape, nf4, CPU) - plain == pytest.approx(weights * 2 * 4.5 / 1e10)
+    assert cost.step_seconds(shape, int8, CPU) - plain == pytest.approx(weights * 5.0 / 1e10)
+    assert cost.step_seconds(shape, nf4, CPU) > cost.step_seconds(shape, int8, CPU) > plain
+    checkpointed = replace(nf4, gradient_checkpointing=True)  # the recomputed forward too
+    assert cost.dequant_seconds(shape, checkpointed, CPU) == pytest.approx(
+        weights * 3 * 4.5 / 1e10)
+    gpu = Hardware("gpu", "gpu", 100.0, 1000.0, 0.35, 80.0, 1.5)
+    assert cost.dequant_seconds(shape, nf4, gpu) == 0.0  # fused 4-bit kernels
+
+    result = cost.estimate(shape, nf4, CPU)
+    extra = cost.dequant_seconds(shape, nf4, CPU)
+    assert result["time"]["dequant_seconds_per_step"] == round(extra, 3)
+    assert cost.estimate(shape, lora, CPU)["notes"] == []
+    result["model"]["name"], result["run"]["method"] = "toy", "qlora"
+    result["data"] = {"rows": 10, "tokens_per_epoch": 1000, "supervised_tokens_per_epoch": 200,
+                      "longest_example": 120}
+    note = describe(result).splitlines()[-1]
+    assert note.startswith(f"note: nf4 on CPU: {shape.linear_params / 1e6:,.1f}M base weights")
+    assert f"2x per micro-batch: +{extra:.2f} s/step at least" in note
+    assert "no 4-bit training kernel for CPUs" in note and "int8 or int4 (torchao) expand " \
+        "once" in note

@@ -143,3 +143,48 @@ def test_weights_bytes_counts_4bit_codes_and_their_scales(qtoy_dir) -> None:
     # fp32: 4 bytes a weight; nf4: half a byte plus one fp32 scale per block of 64.
     saved = quantization.weights_bytes(full) - quantization.weights_bytes(nf4)
     assert saved == linear * 4 - (linear // 2 + linear // 64 * 4)
+
+
+def _layer0_grads(model, ids: torch.Tensor) -> tuple[float, torch.Tensor]:
+    model.train()
+    model.zero_grad(set_to_none=True)
+    loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    first = next(p for n, p in model.named_parameters() if "layers.0." in n and "lora_B" in n)
+    return float(loss.detach()), first.grad.detach().clone()  # via the 4-bit base to layer 0
+
+
+def test_nf4_training_after_an_eval_pass_keeps_its_gradients(qtoy_dir) -> None:
+    from tunesmith.modeling.adapters import LoraSettings
+    from tunesmith.training.methods import QloraMethod
+
+    _needs("nf4")
+    base = quantization.load_quantized(str(qtoy_dir), quantization.QuantSettings("nf4"))
+    model = QloraMethod(LoraSettings(r=4, alpha=8), "nf4", lambda: None).prepare(base)
+    ids = torch.randint(0, 1000, (2, 16), generator=torch.Generator().manual_seed(0))
+    before = _layer0_grads(model, ids)
+    model.eval()
+    with torch.no_grad():  # an eval-loss pass: bitsandbytes may repack weights here
+        model(input_ids=ids)
+    after = _layer0_grads(model, ids)
+    assert before[1].abs().sum() > 0
+    assert after[0] == before[0] and torch.equal(after[1], before[1])
+
+
+def test_nf4_on_cpu_warns_once_with_the_cost_of_expanding_weights(qtoy_dir, caplog) -> None:
+    from tunesmith.modeling.adapters import LoraSettings
+    from tunesmith.training.methods import QloraMethod
+
+    _needs("nf4")
+    base = quantization.load_quantized(str(qtoy_dir), quantization.QuantSettings("nf4"))
+    expected = sum(m.weight.numel() * 2 for n, m in base.named_modules()
+                   if type(m).__name__ == "Linear4bit")  # two 4-bit codes per stored byte
+    assert quantization.nf4_weights(base) == expected
+    text = quantization.nf4_cpu_warning(base, bandwidth_gb_s=1.0)
+    seconds = 2 * expected * 4.5 / 1e9  # forward + backward, 4.5 bytes per weight at 1 GB/s
+    assert f"all {expected / 1e6:,.1f}M base weights to float32, at least {seconds:.2f} s " \
+           "per micro-batch" in text and "method.quantization: int8" in text
+    with caplog.at_level("WARNING", logger="tunesmith"):
+        QloraMethod(LoraSettings(r=4, alpha=8), "nf4", lambda: None).prepare(base)
+    warned = [r.getMessage() for r in caplog.records if "nf4 on CPU" in r.getMessage()]
+    assert len(warned) == (0 if torch.cuda.is_available() else 1)

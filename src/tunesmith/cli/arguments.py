@@ -3,9 +3,32 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from tunesmith.errors import RunDirError
+
+
+class FlagsAnywhereParser(argparse.ArgumentParser):
+    """A parser that, once `intermixed` is set, takes flags before, between or after
+    its positionals (`train CONFIG --resume a=b` as well as `train CONFIG a=b --resume`)."""
+
+    intermixed = False
+    _inside = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None,
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parse flags first, then the positionals, when `intermixed` is set."""
+        # Plain argparse stops filling a nargs="*" positional at the first flag and cannot
+        # return to it; the intermixed parse calls back here, hence the `_inside` guard.
+        if not self.intermixed or self._inside:
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
 
 
 def positive_int(text: str) -> int:

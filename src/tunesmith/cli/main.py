@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from tunesmith.cli.arguments import positive_int
+from tunesmith.cli.arguments import FlagsAnywhereParser, positive_int
 from tunesmith.errors import TunesmithError
 from tunesmith.modeling.quantization import NOISY_LOGGERS
 
@@ -61,9 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tunesmith", description=(
         "Fine-tune a language model on your examples and measure whether it worked."))
     _add_common(parser, top=True)
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND",
+                                  parser_class=FlagsAnywhereParser)
     for name, func in commands.RUN_VERBS.items():
         sub = verbs.add_parser(name, help=_first_line(func), description=func.__doc__)
+        sub.intermixed = True  # users put flags anywhere among the overrides
         _add_common(sub)
         sub.add_argument("config", help="run config (YAML)")
         sub.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.lr=1e-4")

@@ -44,10 +44,26 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     problems: list[str] = []
     raw = apply_overrides(raw, overrides or [], problems)
     config = _build(RunConfig, raw, "", problems)
+    if isinstance(config.model.add_tokens, list):
+        problems.extend(check_new_tokens(config.model.add_tokens))
     if problems:
         raise ConfigError(problems, source)
     _resolve_paths(config)
     return config
+
+
+def check_new_tokens(tokens: list[str]) -> list[str]:
+    """Return the problems of a `model.add_tokens` list: blank or repeated tokens."""
+    problems = []
+    blank = [t for t in tokens if isinstance(t, str) and not t.strip()]
+    if blank:
+        problems.append(f"model.add_tokens: {blank[0]!r} is empty or only whitespace; "
+                        "remove it or write the token's text, e.g. '<tool_call>'")
+    repeated = sorted({t for t in tokens if tokens.count(t) > 1 and t.strip()})
+    if repeated:
+        problems.append(f"model.add_tokens: {', '.join(map(repr, repeated))} listed more "
+                        "than once; list each new token once")
+    return problems
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], problems: list[str]) -> dict:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import ExportError
-from tunesmith.modeling.tokens import PAD_TO_MULTIPLE
+from tunesmith.modeling.tokens import PAD_TO_MULTIPLE, AddedTokens, regrow_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +25,10 @@ class LoraSettings:
     modules_to_save: list[str] = field(default_factory=list)
     variant: str = "lora"
     trainable_token_ids: list[int] = field(default_factory=list)
+    token_layout: AddedTokens | None = None  # how added tokens grew the embedding
 
+
+EMBEDDING_LAYOUT_FILE = "tunesmith_added_tokens.json"
 
 EMBEDDING_NAMES = ("embed_tokens", "lm_head")
 
@@ -59,27 +64,42 @@ def attach_lora(model: Any, settings: LoraSettings) -> Any:
     return get_peft_model(model, config)
 
 
-def load_adapter(model: Any, adapter_dir: str) -> Any:
-    """Load a saved PEFT adapter onto a base model, first growing its embeddings to the
-    adapter's tokenizer when the adapter added tokens (the adapter holds their rows)."""
-    from pathlib import Path
-
+def load_adapter(model: Any, adapter_dir: str | Path) -> Any:
+    """Load a saved PEFT adapter onto its base model, first growing the embedding as
+    training did when the adapter added tokens (the adapter holds only their rows)."""
     from peft import PeftModel
 
-    if (Path(adapter_dir) / "tokenizer_config.json").is_file():
-        from transformers import AutoTokenizer
+    layout_file = Path(adapter_dir) / EMBEDDING_LAYOUT_FILE
+    if layout_file.is_file():
+        layout = AddedTokens.from_dict(json.loads(layout_file.read_text(encoding="utf-8")))
+        regrow_embeddings(model, layout)
+    elif (Path(adapter_dir) / "tokenizer_config.json").is_file():
+        _grow_to_tokenizer(model, adapter_dir)
+    return PeftModel.from_pretrained(model, str(adapter_dir))
 
-        vocab = len(AutoTokenizer.from_pretrained(adapter_dir))
-        if vocab > model.get_input_embeddings().weight.shape[0]:
-            model.resize_token_embeddings(vocab, pad_to_multiple_of=PAD_TO_MULTIPLE,
-                                          mean_resizing=False)
-    return PeftModel.from_pretrained(model, adapter_dir)
+
+def _grow_to_tokenizer(model: Any, adapter_dir: str | Path) -> None:
+    """Size the embedding to the adapter's tokenizer (adapters that store whole embeddings)."""
+    from transformers import AutoTokenizer
+
+    vocab = len(AutoTokenizer.from_pretrained(adapter_dir))
+    if vocab > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(vocab, pad_to_multiple_of=PAD_TO_MULTIPLE,
+                                      mean_resizing=False)
 
 
-def save_adapter(peft_model: Any, path: Any, with_embeddings: bool) -> None:
-    """Write the adapter; `with_embeddings` also stores the (resized) embedding and head."""
-    peft_model.save_pretrained(path, safe_serialization=True,
-                               save_embedding_layers=with_embeddings)
+def save_adapter(peft_model: Any, path: str | Path, layout: AddedTokens | None = None) -> None:
+    """Write the adapter weights and, with added tokens, how the embedding grew.
+
+    PEFT stores the trained rows of added tokens once (`trainable_tokens_delta` of the
+    embedding; a tied head shares them). Saving the embedding layers as well would add the
+    whole grown matrix twice when the head is tied (embedding and head), about 2 x 113 MB
+    for a 135M model, though every row but the trained ones can be rebuilt from the base.
+    """
+    peft_model.save_pretrained(path, safe_serialization=True, save_embedding_layers=False)
+    if layout is not None:
+        text = json.dumps(layout.to_dict(), indent=2)
+        (Path(path) / EMBEDDING_LAYOUT_FILE).write_text(text, encoding="utf-8")
 
 
 def merge_adapter(peft_model: Any) -> Any:

@@ -150,13 +150,56 @@ def weights_bytes(model: Any) -> int:
     return sum(_tensor_bytes(t.data) + _bnb_state_bytes(t) for t in tensors)
 
 
+def keep_training_layout(model: Any) -> int:
+    """Keep bitsandbytes from repacking 4-bit weights for its CPU inference kernel; return
+    how many layers were told.
+
+    On a CPU with AVX512-BF16 the first eval-mode forward without gradients (an eval-loss
+    pass) repacks every 4-bit weight for a bf16 inference kernel and never unpacks it. Later
+    training steps then run the base matmuls in bf16 through an op without a backward:
+    gradients through the frozen base are silently dropped. Eval and training must share
+    the float32 dequantize-then-matmul path.
+    """
+    layers = [m for m in model.modules() if hasattr(m, "support_avx512bf16_for_cpu")]
+    for module in layers:
+        module.support_avx512bf16_for_cpu = False
+    return len(layers)
+
+
+def nf4_weights(model: Any) -> int:
+    """Number of base weights `model` stores in bitsandbytes 4-bit blocks."""
+    from math import prod
+
+    states = [getattr(p, "quant_state", None) for p in model.parameters()]
+    return sum(prod(s.shape) for s in states if s is not None)
+
+
+def nf4_cpu_warning(model: Any, bandwidth_gb_s: float, traffic: float = 4.5) -> str:
+    """The warning for nf4 training on a CPU: what bitsandbytes does there and what it costs.
+
+    `traffic` is the bytes one expanded weight moves (half a byte of codes read, four bytes
+    of float32 written), `bandwidth_gb_s` this CPU's measured memory bandwidth.
+    """
+    weights = nf4_weights(model)
+    seconds = 2 * weights * traffic / (bandwidth_gb_s * 1e9)  # forward + backward
+    return (f"method.quantization nf4 on CPU: bitsandbytes has no 4-bit training kernel for "
+            f"CPUs, so every forward and backward pass first expands all {weights / 1e6:,.1f}M "
+            f"base weights to float32, at least {seconds:.2f} s per micro-batch at this CPU's "
+            "memory bandwidth on top of the matmuls (more on a busy machine; `tunesmith "
+            "estimate` includes it). Its optional hub kernel serves inference only. On CPU "
+            "prefer plain lora when the float32 base fits in memory, or "
+            "method.quantization: int8 (torchao expands each weight once, not twice)")
+
+
 def prepare_quantized(model: Any) -> Any:
     """Freeze the quantized base and let gradients reach the adapters through it."""
     from peft import prepare_model_for_kbit_training
 
     if getattr(model, "is_loaded_in_4bit", False):
         # Gradient checkpointing stays the loop's choice (training.gradient_checkpointing).
-        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        keep_training_layout(model)
+        return model
     for param in model.parameters():
         param.requires_grad_(False)
     return model

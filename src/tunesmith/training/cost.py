@@ -4,7 +4,9 @@ Memory is what the loop keeps alive at its peak: weights, AdamW moments and the 
 (interpreter, libraries) always, plus the larger of the saved activations and logits of the
 longest micro-batch (start of the backward pass) and the gradients (its end). Time is model
 FLOPs over peak x efficiency, plus the optimizer update, which reads and writes memory rather than
-computing. Constants marked "fitted" were calibrated against measured runs (see
+computing. A quantized base on a CPU adds the memory traffic of expanding its weights to
+float32 inside the matmuls (neither bitsandbytes nor torchao has a fused CPU training kernel).
+Constants marked "fitted" were calibrated against measured runs (see
 bench/estimate_accuracy.py and docs/results.md).
 """
 
@@ -29,6 +31,12 @@ ACT_INTERMEDIATE = 6.0
 # The loss keeps one fp32 [rows, vocab] buffer per chunk (logits, then their gradient in
 # place), its chunks capped at CHUNK_BYTES (tunesmith.modeling.loss).
 LOGIT_CHUNK_BYTES = 64 << 20
+# How a quantized base reaches a CPU matmul: (bytes stored per weight, expansions to float32
+# per micro-batch). bitsandbytes' nf4 expands in the forward and again in the backward (it
+# keeps only the codes); torchao's int8 and int4 (kept in int8 bytes on CPU) expand in the
+# forward, and autograd keeps that float32 copy for the backward. Each expansion reads the
+# stored bytes and writes 4; the matmul then reads the copy as plain LoRA reads its weight.
+EXPANSIONS = {"nf4": (0.5, 2), "int8": (1.0, 1), "int4": (1.0, 1)}
 
 
 @dataclass
@@ -38,6 +46,7 @@ class RunPlan:
     method: str = "lora"
     dtype: str = "float32"
     base_bits: int | None = None  # 4 or 8 for a quantized frozen base
+    quantization: str | None = None  # nf4, int8 or int4: how that base is stored
     batch_size: int = 8
     grad_accum: int = 1
     processes: int = 1
@@ -113,11 +122,51 @@ def step_flops(shape: ArchShape, plan: RunPlan) -> float:
     return forward * passes
 
 
+def dequant_passes(plan: RunPlan) -> int:
+    """Expansions of each quantized weight per micro-batch; the recomputed forward of
+    gradient checkpointing adds one."""
+    if plan.quantization not in EXPANSIONS:
+        return 0
+    return EXPANSIONS[plan.quantization][1] + (1 if plan.gradient_checkpointing else 0)
+
+
+def expansion_bytes(quantization: str) -> float:
+    """Bytes one expansion of a weight moves: its stored bytes read, 4 float32 bytes written."""
+    return EXPANSIONS[quantization][0] + 4.0
+
+
+def dequant_seconds(shape: ArchShape, plan: RunPlan, hw: Hardware) -> float:
+    """Seconds per optimizer step that a quantized base on a CPU spends expanding weights.
+
+    Memory traffic per weight and pass that does not shrink with fewer tokens, priced at the
+    measured copy bandwidth (a lower bound). GPUs have fused kernels: no such term.
+    """
+    passes = dequant_passes(plan)
+    if not passes or hw.kind != "cpu":
+        return 0.0
+    weights = shape.linear_params * passes * plan.grad_accum  # per process
+    return weights * expansion_bytes(plan.quantization or "") / (hw.bandwidth_gb_s * GB)
+
+
 def step_seconds(shape: ArchShape, plan: RunPlan, hw: Hardware) -> float:
-    """Compute time plus the memory-bound AdamW update."""
+    """Compute time plus the memory-bound AdamW update and weight expansion."""
     compute = step_flops(shape, plan) / (hw.peak_tflops * 1e12 * hw.efficiency)
     update = trainable_params(shape, plan.method) * OPTIMIZER_TRAFFIC / (hw.bandwidth_gb_s * GB)
-    return compute / plan.processes + update
+    return compute / plan.processes + update + dequant_seconds(shape, plan, hw)
+
+
+def dequant_note(shape: ArchShape, plan: RunPlan, hw: Hardware) -> str | None:
+    """Why a quantized base on a CPU costs extra time, or None when it does not."""
+    extra = dequant_seconds(shape, plan, hw)
+    if not extra:
+        return None
+    kind, passes = plan.quantization, dequant_passes(plan)
+    why = ("bitsandbytes has no 4-bit training kernel for CPUs and expands again in the "
+           "backward pass; int8 or int4 (torchao) expand once, plain lora never"
+           if kind == "nf4" else "plain lora avoids it")
+    return (f"{kind} on CPU: {shape.linear_params / 1e6:,.1f}M base weights are expanded "
+            f"to float32 {passes}x per micro-batch: +{extra:.2f} s/step at least (memory "
+            f"traffic); {why}")
 
 
 def schedule(plan: RunPlan) -> tuple[int, int]:
@@ -147,5 +196,7 @@ def estimate(shape: ArchShape, plan: RunPlan, hw: Hardware) -> dict:
                  "total_steps": total, "seconds_per_step": round(seconds, 3),
                  "seconds_per_epoch": round(seconds * per_epoch, 1),
                  "total_seconds": round(seconds * total, 1),
-                 "tokens_per_second": round(plan.tokens / max(per_epoch, 1) / seconds, 1)},
+                 "tokens_per_second": round(plan.tokens / max(per_epoch, 1) / seconds, 1),
+                 "dequant_seconds_per_step": round(dequant_seconds(shape, plan, hw), 3)},
+        "notes": [n for n in [dequant_note(shape, plan, hw)] if n],
     }

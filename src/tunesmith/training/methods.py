@@ -9,7 +9,14 @@ from typing import Any, Protocol
 
 from tunesmith.errors import ConfigError
 from tunesmith.modeling.adapters import LoraSettings, attach_lora, merge_adapter, save_adapter
-from tunesmith.modeling.quantization import is_quantized, prepare_quantized, require_backend
+from tunesmith.modeling.quantization import (
+    is_quantized,
+    nf4_cpu_warning,
+    prepare_quantized,
+    require_backend,
+)
+from tunesmith.training.cost import expansion_bytes
+from tunesmith.training.hardware import cpu_profile
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +83,7 @@ class LoraMethod:
         _load_trainable(model, state)
 
     def save_adapter(self, model: Any, path: Path) -> None:
-        # New token rows live in a resized embedding; store it so the adapter loads back.
-        save_adapter(model, path, with_embeddings=bool(self.settings.trainable_token_ids))
+        save_adapter(model, path, self.settings.token_layout)
 
     def export_model(self, model: Any) -> Any:
         return model
@@ -102,6 +108,11 @@ class QloraMethod(LoraMethod):
         self.load_base = load_base
 
     def prepare(self, model: Any) -> Any:
+        import torch
+
+        if self.quantization == "nf4" and not torch.cuda.is_available():
+            bandwidth = cpu_profile(torch.get_num_threads()).bandwidth_gb_s
+            logger.warning(nf4_cpu_warning(model, bandwidth, expansion_bytes("nf4")))
         return super().prepare(prepare_quantized(model))
 
     def export_model(self, model: Any) -> Any:
