@@ -202,6 +202,15 @@ class _Session:
     shards: ModelShards | None = None  # how checkpoints read and load the trained weights
 
 
+def _adamw(params: list[torch.nn.Parameter], cfg: TrainingConfig) -> torch.optim.AdamW:
+    """AdamW with the fused kernel (one pass over all parameters) where torch has it: plain
+    float32/bf16 tensors on CPU or CUDA; sharded (DTensor) parameters keep the foreach one."""
+    fused = all(type(p.data) is torch.Tensor and p.device.type in ("cpu", "cuda")
+                and p.dtype in (torch.float32, torch.bfloat16) for p in params)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                             fused=fused or None)
+
+
 def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
     """Build optimizer, schedule and accelerator; restore the last checkpoint if resuming."""
     from accelerate import Accelerator
@@ -230,7 +239,7 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
     if cpu_fsdp:
         shard_on_cpu(module, model)  # before the optimizer: FSDP2 replaces the parameters
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = _adamw(params, cfg)
     schedule = Schedule([len(e.input_ids) for e in inputs.train], cfg,
                         accelerator.num_processes)
     total = schedule.total_steps()
