@@ -26,8 +26,10 @@ ADAMW_BYTES = 8.0  # two fp32 moments per trainable parameter
 OPTIMIZER_TRAFFIC = 28.0  # bytes read+written per parameter by one AdamW update (fp32)
 # Saved activations per token per layer, in units of the hidden size and intermediate size
 # (norm inputs and outputs, q/k/v, attention output, gate/up/activation products). Fitted.
-ACT_HIDDEN = 18.0
-ACT_INTERMEDIATE = 6.0
+# The lean SwiGLU backward keeps one [tokens, intermediate] tensor less than plain autograd,
+# and per-example attention keeps grouped key/value heads unrepeated.
+ACT_HIDDEN = 17.0
+ACT_INTERMEDIATE = 5.0
 # The loss keeps one fp32 [rows, vocab] buffer per chunk (logits, then their gradient in
 # place), its chunks capped at CHUNK_BYTES (tunesmith.modeling.loss).
 LOGIT_CHUNK_BYTES = 64 << 20
