@@ -31,25 +31,30 @@ def _grads(model, x):
     return out.detach(), x.grad, grads
 
 
+def _counted(model, x, monkeypatch):
+    """`_grads` of `model`, and how many times the fused function ran."""
+    calls = []
+    original = LoraLinearFunction.apply
+    monkeypatch.setattr(LoraLinearFunction, "apply",
+                        lambda *a: calls.append(1) or original(*a))
+    result = _grads(model, x)
+    monkeypatch.setattr(LoraLinearFunction, "apply", original)
+    return result, len(calls)
+
+
 def _close(a, b, tol=1e-5):
     return (a - b).abs().max().item() <= tol * max(b.abs().max().item(), 1e-6)
 
 
 @pytest.mark.parametrize(("bias", "lora"), [(True, {}), (False, {}),
                                              (True, {"use_rslora": True})])
-def test_fused_forward_and_gradients_match_peft(bias, lora) -> None:
+def test_fused_forward_and_gradients_match_peft(bias, lora, monkeypatch) -> None:
     plain, fused, count = _peft_pair(bias=bias, **lora)
     assert count == 2
     x = torch.randn(3, 5, 24)
-    calls = []
-    original = LoraLinearFunction.apply
-    LoraLinearFunction.apply = lambda *a: calls.append(1) or original(*a)
-    try:
-        out_f, dx_f, g_f = _grads(fused, x)
-    finally:
-        LoraLinearFunction.apply = original
+    (out_f, dx_f, g_f), calls = _counted(fused, x, monkeypatch)
     out_p, dx_p, g_p = _grads(plain, x)
-    assert len(calls) == 2  # both layers took the fused path
+    assert calls == 2  # both layers took the fused path
     assert _close(out_f, out_p) and _close(dx_f, dx_p)
     assert g_f.keys() == g_p.keys() and len(g_f) == 4
     for name in g_p:
@@ -57,19 +62,13 @@ def test_fused_forward_and_gradients_match_peft(bias, lora) -> None:
 
 
 @pytest.mark.parametrize("lora", [{"lora_dropout": 0.1}, {"use_dora": True}])
-def test_layers_it_does_not_cover_keep_peft_forward(lora) -> None:
+def test_layers_it_does_not_cover_keep_peft_forward(lora, monkeypatch) -> None:
     plain, fused, _ = _peft_pair(**lora)
     plain.eval(), fused.eval()  # dropout off: outputs comparable; the path stays PEFT's
     x = torch.randn(4, 24)
-    calls = []
-    original = LoraLinearFunction.apply
-    LoraLinearFunction.apply = lambda *a: calls.append(1) or original(*a)
-    try:
-        out_f, _, _ = _grads(fused, x)
-    finally:
-        LoraLinearFunction.apply = original
+    (out_f, _, _), calls = _counted(fused, x, monkeypatch)
     out_p, _, _ = _grads(plain, x)
-    assert calls == [] and torch.equal(out_f, out_p)
+    assert calls == 0 and torch.equal(out_f, out_p)
 
 
 def test_fused_layers_save_and_merge_like_peft(tmp_path) -> None:

@@ -9,11 +9,11 @@ from tunesmith.config.schema import TrainingConfig
 from tunesmith.data import load_conversations
 from tunesmith.formatting.chat import ChatFormatter
 from tunesmith.modeling.adapters import LoraSettings
+from tunesmith.modeling.attention import VARLEN, use_varlen_attention
 from tunesmith.modeling.loss import SupervisedLoss
 from tunesmith.tokenization.batching import collate
 from tunesmith.tokenization.examples import tokenize_conversations
 from tunesmith.training.checkpoint import LoopState
-from tunesmith.modeling.attention import VARLEN, use_varlen_attention
 from tunesmith.training.loop import Schedule, TrainInputs, _optimizer_step, _Session, train
 from tunesmith.training.methods import FullMethod, LoraMethod
 

@@ -16,6 +16,7 @@ sliding windows) goes to transformers' own SDPA function unchanged.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -48,7 +49,7 @@ def segments(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
     rows = []
     for row in position_ids.tolist():
         starts = [i for i, p in enumerate(row) if p == 0 or i == 0] + [len(row)]
-        rows.append([(a, b - a) for a, b in zip(starts, starts[1:]) if b > a])
+        rows.append([(a, b - a) for a, b in pairwise(starts) if b > a])
     _last_segments = (position_ids, rows)
     return rows
 

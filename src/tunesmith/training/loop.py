@@ -24,8 +24,8 @@ from tunesmith.formatting.chat import IGNORE_INDEX, EncodedExample
 from tunesmith.modeling.attention import restore_attention, use_varlen_attention
 from tunesmith.modeling.fused_lora import fuse_lora_layers
 from tunesmith.modeling.loss import SupervisedLoss, mean_token_loss
-from tunesmith.modeling.swiglu import lean_swiglu_layers
 from tunesmith.modeling.precision import resolve_mixed_precision
+from tunesmith.modeling.swiglu import lean_swiglu_layers
 from tunesmith.tokenization.batching import (
     Batch,
     collate,
