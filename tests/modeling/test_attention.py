@@ -87,3 +87,27 @@ def test_only_sdpa_models_switch(toy_dir) -> None:
     model = _toy(toy_dir, "eager")
     assert use_varlen_attention(model) is None
     assert model.config._attn_implementation == "eager"
+
+
+@pytest.mark.parametrize("setting", [{"attention_dropout": 0.1}, {"sliding_window": 16},
+                                     {"attn_logit_softcapping": 30.0}])
+def test_models_it_cannot_split_keep_their_own_masking(toy_dir, setting) -> None:
+    model = _toy(toy_dir)
+    for key, value in setting.items():
+        setattr(model.config, key, value)
+    assert use_varlen_attention(model) is None
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_a_packed_row_never_falls_back_to_plain_causal_attention(toy_dir) -> None:
+    # a call the per-example path cannot take (here: dropout) must not attend across examples
+    from tunesmith.modeling.attention import varlen_attention
+
+    layer = _toy(toy_dir).model.layers[0].self_attn
+    q, k = torch.randn(1, 4, 6, 8), torch.randn(1, 2, 6, 8)
+    packed = torch.tensor([[0, 1, 2, 0, 1, 2]])
+    with pytest.raises(RuntimeError, match="packing: false"):
+        varlen_attention(layer, q, k, k, None, dropout=0.1, position_ids=packed)
+    alone = torch.arange(6)[None]
+    out, _ = varlen_attention(layer, q, k, k, None, dropout=0.0, position_ids=alone)
+    assert out.shape == (1, 6, 4, 8)

@@ -65,6 +65,23 @@ def _covered(module: Any, query: torch.Tensor, key: torch.Tensor, attention_mask
             and position_ids.shape[-1] == query.shape[2])
 
 
+def _packed(position_ids: torch.Tensor | None, query: torch.Tensor, key: torch.Tensor) -> bool:
+    """True when some row holds more than one example (positions restart inside it)."""
+    if position_ids is None or query.shape[2] != key.shape[2] or query.shape[2] < 2:
+        return False
+    return bool((position_ids[..., 1:] == 0).any())
+
+
+def supported(config: Any) -> bool:
+    """Whether every attention layer of a model with this config takes the per-example path:
+    no attention dropout, sliding window or logit soft-capping."""
+    window = getattr(config, "sliding_window", None)
+    if window is not None and getattr(config, "use_sliding_window", True):
+        return False
+    return (not getattr(config, "attention_dropout", 0.0)
+            and getattr(config, "attn_logit_softcapping", None) is None)
+
+
 def varlen_attention(
     module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     attention_mask: Any, dropout: float = 0.0, scaling: float | None = None, **kwargs: Any,
@@ -74,6 +91,11 @@ def varlen_attention(
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if not _covered(module, query, key, attention_mask, dropout, kwargs):
+        if attention_mask is None and _packed(kwargs.get("position_ids"), query, key):
+            # no mask was built for this packed row: plain SDPA would attend across examples
+            raise RuntimeError("packed rows reached an attention call that cannot be split per "
+                               "example (dropout, sliding window or soft-capping); train with "
+                               "training.packing: false")
         return sdpa_attention_forward(module, query, key, value, attention_mask,
                                       dropout=dropout, scaling=scaling, **kwargs)
     per_row = segments(kwargs["position_ids"])  # [1, T] position ids serve every row
@@ -94,8 +116,8 @@ def use_varlen_attention(model: Any) -> str | None:
     """Switch a model on SDPA to VARLEN; return the implementation to restore, or None."""
     config = getattr(model, "config", None)
     current = getattr(config, "_attn_implementation", None)
-    if current != "sdpa":
-        return None
+    if current != "sdpa" or not supported(config):
+        return None  # the model's own masking handles packed rows
     _register()
     config._attn_implementation = VARLEN
     return current
