@@ -143,8 +143,12 @@ def test_cpu_speed_cache_keeps_the_best_measurement(tmp_path, monkeypatch) -> No
         return {"tflops": tflops, "bandwidth_gb_s": bandwidth}
 
     monkeypatch.setattr(hardware, "measure_cpu", fake)
+    monkeypatch.setattr(hardware, "_THIS_PROCESS", {})
     first = hardware.cpu_profile(2, tmp_path)
+    assert hardware.cpu_profile(2, tmp_path) == first  # fixed within a process
+    hardware._THIS_PROCESS.clear()  # a new process: measures again
     second = hardware.cpu_profile(2, tmp_path)  # a busy moment: slower matmul, faster copy
+    hardware._THIS_PROCESS.clear()
     third = hardware.cpu_profile(2, tmp_path)
     assert (first.peak_tflops, first.bandwidth_gb_s) == (0.2, 8.0)
     assert (second.peak_tflops, second.bandwidth_gb_s) == (0.2, 30.0)

@@ -46,21 +46,26 @@ def hardware_profile(name: str | None, threads: int | None = None,
                     note=f"catalogue peak; efficiency {GPU_EFFICIENCY} assumed, not measured")
 
 
-REMEASURE_SECONDS = 0.3  # a known CPU is measured again this long per call
+REMEASURE_SECONDS = 0.3  # a known CPU is measured again this long, once per process
+_THIS_PROCESS: dict[tuple[str, str], dict[str, float]] = {}  # (cache file, key) -> speed
 
 
 def cpu_profile(threads: int | None = None, cache_dir: Path | None = None) -> Hardware:
     """This CPU at `threads` threads: fp32 matmul and copy speed, the best seen so far.
 
-    The first call measures for about a second; later calls measure again briefly and keep
-    the faster figure of each, so a measurement taken while other work shared the CPU does
-    not stay in the cache.
+    The first measurement of a CPU takes about a second; each later process measures again
+    briefly and keeps the faster figure of each, so a measurement taken while other work
+    shared the CPU does not stay in the cache. Within one process the figures stay fixed, so
+    its estimates agree with each other.
     """
     import torch
 
     threads = threads or torch.get_num_threads()
     key = f"{_cpu_name()}|{threads}|{torch.__version__}"
     cache = (cache_dir or _cache_root()) / "hardware.json"
+    memo = (str(cache), key)
+    if memo in _THIS_PROCESS:
+        return _cpu_hardware(threads, _THIS_PROCESS[memo])
     known = json.loads(cache.read_text()) if cache.is_file() else {}
     old = known.get(key)
     new = measure_cpu(threads, REMEASURE_SECONDS) if old else measure_cpu(threads)
@@ -71,7 +76,11 @@ def cpu_profile(threads: int | None = None, cache_dir: Path | None = None) -> Ha
         tmp = cache.with_suffix(".tmp")
         tmp.write_text(json.dumps(known, indent=2))
         tmp.replace(cache)
-    speed = known[key]
+    _THIS_PROCESS[memo] = known[key]
+    return _cpu_hardware(threads, known[key])
+
+
+def _cpu_hardware(threads: int, speed: dict[str, float]) -> Hardware:
     return Hardware(f"{_cpu_name()} ({threads} threads)", "cpu", speed["tflops"],
                     speed["bandwidth_gb_s"], CPU_EFFICIENCY, _ram_gb(), CPU_RUNTIME_GB,
                     note=f"fp32 matmul {speed['tflops'] * 1000:.0f} GFLOPS measured")
