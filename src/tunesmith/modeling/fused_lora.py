@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from tunesmith.modeling.mixins import add_mixin
+
 
 class LoraLinearFunction(torch.autograd.Function):
     """y = x W^T + b + s (x A^T) B^T with the gradients above; W and b stay frozen."""
@@ -84,9 +86,6 @@ class FusedLoraMixin:
         return y.view(*x.shape[:-1], y.shape[-1])
 
 
-_FUSED: dict[type, type] = {}
-
-
 def fuse_lora_layers(model: nn.Module) -> int:
     """Give every PEFT LoRA Linear of `model` the fused forward; return how many.
 
@@ -99,11 +98,7 @@ def fuse_lora_layers(model: nn.Module) -> int:
         return 0
     count = 0
     for module in model.modules():
-        cls = type(module)
-        if cls is not LoraLinear:
-            continue
-        if cls not in _FUSED:
-            _FUSED[cls] = type(f"Fused{cls.__name__}", (FusedLoraMixin, cls), {})
-        module.__class__ = _FUSED[cls]
-        count += 1
+        if type(module) is LoraLinear:
+            add_mixin(module, FusedLoraMixin)
+            count += 1
     return count

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tunesmith.modeling.mixins import add_mixin
+
 
 class SwiGLUFunction(torch.autograd.Function):
     """silu(gate) * up, saving only its inputs."""
@@ -40,9 +42,6 @@ class LeanSwiGLUMixin:
         return self.down_proj(SwiGLUFunction.apply(self.gate_proj(x), self.up_proj(x)))
 
 
-_LEAN: dict[type, type] = {}
-
-
 def _is_swiglu(module: nn.Module) -> bool:
     """A module laid out like LlamaMLP: gate/up/down projections and a SiLU activation."""
     act = getattr(module, "act_fn", None)
@@ -58,11 +57,7 @@ def lean_swiglu_layers(model: nn.Module) -> int:
     """Give every SwiGLU MLP of `model` the lean backward; return how many."""
     count = 0
     for module in model.modules():
-        if isinstance(module, LeanSwiGLUMixin) or not _is_swiglu(module):
-            continue
-        cls = type(module)
-        if cls not in _LEAN:
-            _LEAN[cls] = type(f"Lean{cls.__name__}", (LeanSwiGLUMixin, cls), {})
-        module.__class__ = _LEAN[cls]
-        count += 1
+        if not isinstance(module, LeanSwiGLUMixin) and _is_swiglu(module):
+            add_mixin(module, LeanSwiGLUMixin)
+            count += 1
     return count
