@@ -99,17 +99,64 @@ def varlen_attention(
         return sdpa_attention_forward(module, query, key, value, attention_mask,
                                       dropout=dropout, scaling=scaling, **kwargs)
     per_row = segments(kwargs["position_ids"])  # [1, T] position ids serve every row
+    parts = per_row if len(per_row) == query.shape[0] else per_row * query.shape[0]
+    if query.device.type == "cpu":
+        return PackedCausalAttention.apply(query, key, value, parts, scaling), None
     gqa = query.shape[1] != key.shape[1]
     rows = []
-    for r in range(query.shape[0]):
-        parts = per_row[r if len(per_row) > 1 else 0]
+    for r, row in enumerate(parts):
         outs = [F.scaled_dot_product_attention(
             query[r : r + 1, :, s : s + n], key[r : r + 1, :, s : s + n],
             value[r : r + 1, :, s : s + n], is_causal=True, scale=scaling, enable_gqa=gqa)
-            for s, n in parts]
+            for s, n in row]
         rows.append(outs[0] if len(outs) == 1 else torch.cat(outs, dim=2))
     out = rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)  # [B, H, T, D]
     return out.transpose(1, 2).contiguous(), None
+
+
+class PackedCausalAttention(torch.autograd.Function):
+    """Causal attention of each example of packed rows through the CPU flash kernel.
+
+    Slicing per example and calling SDPA lets autograd give every slice a gradient the size
+    of the whole row (zero-filled, then summed: two passes over [B, H, T, D] per example and
+    layer). Here each example's gradients are written into one buffer per input instead, and
+    the outputs go straight into the [B, T, H, D] tensor the output projection reads, which
+    is also the copy the backward pass keeps.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                parts: list[list[tuple[int, int]]], scale: float | None) -> torch.Tensor:
+        batch, heads, length, dim = query.shape
+        out = query.new_empty(batch, length, heads, dim)
+        lse = []  # [1, H, n] per example, for the backward kernel
+        for r, row in enumerate(parts):
+            for s, n in row:
+                seg = (slice(r, r + 1), slice(None), slice(s, s + n))
+                o, m = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                    query[seg], key[seg], value[seg], 0.0, True, scale=scale)
+                out[r : r + 1, s : s + n].copy_(o.transpose(1, 2))
+                lse.append(m)
+        ctx.save_for_backward(query, key, value, out, *lse)
+        ctx.parts, ctx.scale = parts, scale
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        query, key, value, out, *lse = ctx.saved_tensors
+        grads = (torch.empty_like(query), torch.empty_like(key), torch.empty_like(value))
+        kernel = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+        i = 0
+        for r, row in enumerate(ctx.parts):
+            for s, n in row:
+                seg = (slice(r, r + 1), slice(None), slice(s, s + n))
+                pieces = kernel(grad[r : r + 1, s : s + n].transpose(1, 2), query[seg],
+                                key[seg], value[seg], out[r : r + 1, s : s + n].transpose(1, 2),
+                                lse[i], 0.0, True, scale=ctx.scale)
+                for buffer, piece in zip(grads, pieces, strict=True):
+                    buffer[seg].copy_(piece)
+                i += 1
+        return (*grads, None, None)
 
 
 def use_varlen_attention(model: Any) -> str | None:

@@ -60,14 +60,22 @@ class ChunkedCrossEntropy(torch.autograd.Function):
                     grad_h[start : start + chunk] = grad.to(weight.dtype) @ weight
                 if grad_w is not None:
                     grad_w.addmm_(grad.T, h.float())
-        ctx.save_for_backward(grad_h, grad_w.to(weight.dtype) if grad_w is not None else None)
+        # kept as attributes, not saved tensors: backward hands them over without a copy
+        ctx.grads = (grad_h, grad_w.to(weight.dtype) if grad_w is not None else None)
         return total
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
-        grad_h, grad_w = ctx.saved_tensors
-        return (None if grad_h is None else grad_h * grad_out.to(grad_h.dtype),
-                None if grad_w is None else grad_w * grad_out.to(grad_w.dtype), None, None)
+        if ctx.grads is None:
+            raise RuntimeError("the chunked loss's backward ran twice (retain_graph): its "
+                               "gradients were handed over the first time")
+        (grad_h, grad_w), ctx.grads = ctx.grads, None
+        # scaled in place and released by ctx, so autograd takes the head's [V, H] gradient
+        # as the parameter's .grad instead of holding a second copy
+        for grad in (grad_h, grad_w):
+            if grad is not None:
+                grad.mul_(grad_out.to(grad.dtype))
+        return grad_h, grad_w, None, None
 
 
 def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
