@@ -220,7 +220,8 @@ def _fingerprint(config: RunConfig) -> dict[str, Any]:
     model: Any = config.model.name
     if config.model.add_tokens:
         model = [config.model.name, list(config.model.add_tokens)]
-    return {"method": method, "model": model, "batch": [t.batch_size, t.grad_accum, t.seed],
+    batch = [t.batch_size, t.grad_accum, t.seed] + ([t.batch_tokens] if t.batch_tokens else [])
+    return {"method": method, "model": model, "batch": batch,
             "data": {Path(f).name: sha256_file(Path(f)) for f in files if Path(f).exists()}}
 
 
