@@ -110,3 +110,19 @@ def test_no_budget_keeps_the_example_count_schedule() -> None:
     assert type(schedule) is Schedule
     assert schedule.per_epoch == math.ceil(len(lengths) / 8)
     assert all(len(rows) == 4 for rows in schedule.micro_batches(0, 1))
+
+
+def test_a_checkpoint_remembers_its_budget(tmp_path) -> None:
+    from tunesmith.config.schema import RunConfig
+    from tunesmith.errors import CheckpointError
+    from tunesmith.pipeline import _fingerprint
+    from tunesmith.training.checkpoint import check_fingerprint
+
+    config = RunConfig()
+    assert _fingerprint(config)["batch"] == [8, 1, 0]  # unset: earlier checkpoints still match
+    config.training.batch_tokens = 512
+    saved = _fingerprint(config)
+    assert saved["batch"] == [8, 1, 0, 512, True]
+    config.training.batch_tokens = 1024
+    with pytest.raises(CheckpointError, match="batch"):
+        check_fingerprint(tmp_path, saved, _fingerprint(config))
