@@ -220,7 +220,10 @@ def _fingerprint(config: RunConfig) -> dict[str, Any]:
     model: Any = config.model.name
     if config.model.add_tokens:
         model = [config.model.name, list(config.model.add_tokens)]
-    return {"method": method, "model": model, "batch": [t.batch_size, t.grad_accum, t.seed],
+    batch: list[Any] = [t.batch_size, t.grad_accum, t.seed]
+    if t.batch_tokens:  # the budget cut depends on packing; unset, old fingerprints still match
+        batch += [t.batch_tokens, t.packing]
+    return {"method": method, "model": model, "batch": batch,
             "data": {Path(f).name: sha256_file(Path(f)) for f in files if Path(f).exists()}}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +17,14 @@ from tunesmith.config import RunConfig
 from tunesmith.errors import ConfigError, DataError, DataFileNotFound
 from tunesmith.training.cost import RunPlan, estimate
 from tunesmith.training.hardware import hardware_profile
+from tunesmith.training.schedule import epoch_budget_counts
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_ROWS = 2000  # tokenize at most this many rows; totals scale by rows / sample
 QUANTIZED_METHODS = {"qlora": 4}
 QUANT_BITS = {"nf4": 4, "int4": 4, "int8": 8}  # bits per base weight by method.quantization
+BUDGET_ROWS = 100_000  # most rows the estimate cuts into token budgets (~0.3 s an epoch)
 
 
 @dataclass
@@ -36,6 +38,7 @@ class DataTotals:
     longest_supervised: int
     sampled_rows: int
     dropped_share: float
+    lengths: list[int] = field(default_factory=list)  # tokens of each kept sampled example
 
 
 def data_totals(config: RunConfig, tokenizer: Any, sample_rows: int = SAMPLE_ROWS) -> DataTotals:
@@ -68,7 +71,8 @@ def data_totals(config: RunConfig, tokenizer: Any, sample_rows: int = SAMPLE_ROW
         supervised=round(sum(e.supervised for e in kept) * scale),
         longest=max((len(e.input_ids) for e in kept), default=1),
         longest_supervised=max((e.supervised for e in kept), default=1),
-        sampled_rows=len(sample), dropped_share=len(done.rejects) / len(sample))
+        sampled_rows=len(sample), dropped_share=len(done.rejects) / len(sample),
+        lengths=[len(e.input_ids) for e in kept])
 
 
 def run_plan(config: RunConfig, data: DataTotals, base_bits: int | None = None,
@@ -82,7 +86,25 @@ def run_plan(config: RunConfig, data: DataTotals, base_bits: int | None = None,
                    grad_accum=t.grad_accum, processes=processes, epochs=t.epochs,
                    max_steps=t.max_steps, gradient_checkpointing=t.gradient_checkpointing,
                    rows=data.rows, tokens=data.tokens, supervised=data.supervised,
-                   longest=data.longest, longest_supervised=data.longest_supervised)
+                   longest=data.longest, longest_supervised=data.longest_supervised,
+                   batch_tokens=t.batch_tokens,
+                   budget_batches=budget_batches(config, data) if t.batch_tokens else [])
+
+
+def budget_batches(config: RunConfig, data: DataTotals) -> list[int]:
+    """Budget micro-batches per epoch as the loop cuts them; empty without example lengths
+    (the estimate then divides tokens by the budget).
+
+    A sample is repeated up to the data's row count (at most BUDGET_ROWS, then scaled): a
+    small sample cut on its own would leave relatively more budgets part-filled.
+    """
+    if not data.lengths:
+        return []
+    rows = min(max(data.rows, 1), BUDGET_ROWS)
+    lengths = [data.lengths[i % len(data.lengths)] for i in range(rows)]
+    counts = epoch_budget_counts(lengths, config.training)
+    scale = max(data.rows, 1) / rows
+    return counts if scale == 1 else [round(n * scale) for n in counts]
 
 
 def estimate_run(config: RunConfig, hardware: str | None = None, base_bits: int | None = None,
@@ -122,11 +144,16 @@ def describe(result: dict) -> str:
         f"{hw['efficiency']:.2f}",
         "peak memory:", *parts, f"  {'total':18} {mem['peak_gb']:8.2f} GB{fits}",
         f"steps: {time_['steps_per_epoch']:,}/epoch, {time_['total_steps']:,} in total; "
-        f"{time_['seconds_per_step']:.2f} s/step",
+        f"{time_['seconds_per_step']:.2f} s/step{_budget(result['run'])}",
         f"time: {_clock(time_['seconds_per_epoch'])} per epoch, {_clock(time_['total_seconds'])}"
         f" in total ({time_['tokens_per_second']:,.0f} tokens/s)",
         *(f"note: {note}" for note in result.get("notes", [])),
     ])
+
+
+def _budget(run: dict) -> str:
+    tokens = run.get("batch_tokens")
+    return f" (micro-batches of at most {tokens:,} tokens)" if tokens else ""
 
 
 def _clock(seconds: float) -> str:

@@ -179,3 +179,39 @@ def test_adapter_stores_only_the_new_rows_and_loads_back_exactly(
     assert torch.equal(_logits(plain, probe), live)
     own = load_adapter(_load(base_dir)[0], folder)
     assert torch.equal(_logits(own, probe), live)
+
+
+@pytest.mark.parametrize("module", ["embed_tokens", "lm_head"])
+def test_a_tied_embedding_copy_is_stored_once(module, tied_dir, write_jsonl,
+                                              tmp_path) -> None:
+    from tunesmith.modeling.adapters import load_adapter, merge_adapter
+    from tunesmith.pipeline import run_export, run_train
+
+    config = _config(tmp_path, tied_dir, write_jsonl(ROWS), "tied-once",
+                     modules_to_save=[module])
+    outcome, model, tok, method, data = run_train(config)
+    probe = torch.tensor([tok("Call owl.<tool_call>owl</tool_call>")["input_ids"]])
+    live = _logits(model, probe)
+    run_export(config, outcome, model, tok, method, data.formatter)
+    folder = Path(outcome.exports["adapter"])
+
+    # PEFT would store the trained matrix twice: as the embedding's copy and the head's.
+    rows, hidden = model.get_input_embeddings().weight.shape
+    shapes = _adapter_tensors(folder)
+    assert {k: s for k, s in shapes.items() if "lora_" not in k} == {
+        "base_model.model.model.embed_tokens.weight": (rows, hidden)}
+    lora_bytes = sum(p.numel() * 4 for n, p in model.named_parameters() if "lora_" in n)
+    needed = lora_bytes + rows * hidden * 4
+    size = (folder / "adapter_model.safetensors").stat().st_size
+    assert needed <= size <= needed + 64 * 1024  # the rest is the safetensors header
+
+    own = load_adapter(_load(tied_dir)[0], folder)
+    assert torch.equal(_logits(own, probe), live)
+    head, embedding = own.get_output_embeddings(), own.get_input_embeddings()
+    assert head.modules_to_save["default"].weight is embedding.modules_to_save["default"].weight
+    assert not any(p.requires_grad for p in own.parameters())
+    exported, _ = _load(Path(outcome.exports["merged"]))
+    merged = merge_adapter(own)
+    assert merged.get_output_embeddings().weight is merged.get_input_embeddings().weight
+    assert torch.equal(_logits(merged, probe), _logits(exported, probe))
+    assert torch.allclose(_logits(merged, probe), live, atol=1e-4)

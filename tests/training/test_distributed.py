@@ -15,12 +15,12 @@ ROWS = [{"prompt": f"Count to {n}.", "completion": " ".join(str(i) for i in rang
 
 
 def _config(tmp_path: Path, toy_dir: Path, train: Path, name: str, batch: int,
-            packing: bool) -> Path:
+            packing: bool, **training) -> Path:
     cfg = {"output_dir": str(tmp_path / name), "model": {"name": str(toy_dir)},
            "data": {"train": [str(train)], "eval_fraction": 0.0, "max_length": 64},
            "method": {"name": "lora", "r": 4, "alpha": 8},
            "training": {"epochs": 2, "batch_size": batch, "lr": 1e-2, "eval_every": 0,
-                        "save_every": 0, "seed": 3, "packing": packing},
+                        "save_every": 0, "seed": 3, "packing": packing, **training},
            "evaluation": {"enabled": False}}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -32,13 +32,21 @@ def _weights(run: Path) -> dict:
     return torch.load(last / "weights.pt", weights_only=True)
 
 
-@pytest.mark.parametrize(("packing", "port"), [(False, 29533), (True, 29534)])
+# Token budgets of 100 cut the 9 rows (37 to 53 tokens) into 5 micro-batches of one or two
+# rows: 2 processes deal them out in 3 steps (the last with one empty share), which is what one
+# process does with 2 micro-batches per step (the last step holding one).
+BUDGET = {"batch_tokens": 100, "epochs": 1}
+
+
+@pytest.mark.parametrize(("packing", "port", "budget"),
+                         [(False, 29533, False), (True, 29534, False), (True, 29535, True)])
 def test_two_processes_match_one(tmp_path: Path, toy_dir: Path, write_jsonl, packing: bool,
-                                 port: int) -> None:
+                                 port: int, budget: bool) -> None:
     # padded, and packed padding-free (same examples per process, so the same update)
     train = write_jsonl(ROWS)
-    one = _config(tmp_path, toy_dir, train, "one", 4, packing)
-    two = _config(tmp_path, toy_dir, train, "two", 2, packing)
+    one = _config(tmp_path, toy_dir, train, "one", 4, packing,
+                  **({**BUDGET, "grad_accum": 2} if budget else {}))
+    two = _config(tmp_path, toy_dir, train, "two", 2, packing, **(BUDGET if budget else {}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "train", str(one)],
                    check=True, env=env, capture_output=True)
@@ -49,6 +57,7 @@ def test_two_processes_match_one(tmp_path: Path, toy_dir: Path, write_jsonl, pac
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((tmp_path / "two/summary.json").read_text())
     assert summary["training"]["world_size"] == 2
+    assert summary["training"]["steps"] == (3 if budget else 6)
     assert json.loads((tmp_path / "one/summary.json").read_text())["training"]["world_size"] == 1
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     assert a.keys() == b.keys() and len(a) > 0

@@ -96,6 +96,62 @@ def test_schedule_counts_like_the_loop(rows, batch, accum, epochs, max_steps) ->
     assert per_epoch == math.ceil(loop_schedule.per_epoch / accum)
 
 
+@pytest.mark.parametrize(("epochs", "accum", "processes", "max_steps"),
+                         [(1.0, 1, 1, None), (2.5, 3, 1, None), (3.0, 2, 2, None),
+                          (2.0, 1, 3, 5)])
+def test_budget_schedule_counts_like_the_loop(tmp_path, toy_dir, tokenizer, write_jsonl,
+                                              epochs, accum, processes, max_steps) -> None:
+    from tunesmith.config import load_config
+    from tunesmith.pipeline import prepare_data
+    from tunesmith.planning import data_totals, run_plan
+    from tunesmith.training.schedule import schedule_for
+
+    path = _config(tmp_path, toy_dir, write_jsonl(ROWS), batch_tokens=300, epochs=epochs,
+                   grad_accum=accum, max_steps=max_steps)
+    config = load_config(str(path), [])
+    plan = run_plan(config, data_totals(config, tokenizer), processes=processes)
+    lengths = [len(e.input_ids) for e in prepare_data(config, tokenizer, tmp_path / "r").train]
+    loop = schedule_for(lengths, config.training, processes)
+    per_epoch, total = cost.schedule(plan)
+    assert total == loop.total_steps() > 0
+    assert per_epoch == math.ceil(loop.per_epoch / accum)
+    assert plan.budget_batches == [len(budget) for budget in
+                                   [_cut(lengths, config.training, e) for e in
+                                    range(math.ceil(epochs))]]
+    # more examples per micro-batch than batch_size 4 would hold: the budget replaces it
+    assert cost.micro_examples(plan) == pytest.approx(
+        plan.rows * len(plan.budget_batches) / sum(plan.budget_batches)) and \
+        cost.micro_examples(plan) > 4
+    # a large file is sampled: the sample's cut scales up by rows / sampled rows
+    sampled = run_plan(config, data_totals(config, tokenizer, sample_rows=15))
+    assert sampled.budget_batches[0] == pytest.approx(plan.budget_batches[0], rel=0.25)
+
+
+def _cut(lengths: list[int], cfg: TrainingConfig, epoch: int) -> list[list[int]]:
+    from tunesmith.training.schedule import budget_batches
+
+    return budget_batches(lengths, cfg, epoch)
+
+
+def test_budget_sizes_memory_by_tokens(toy_dir) -> None:
+    shape = _shape(toy_dir)
+    plan = RunPlan(rows=10, tokens=1000, supervised=200, longest=120, longest_supervised=30,
+                   batch_size=8)
+    budget = RunPlan(**{**plan.__dict__, "batch_tokens": 480, "budget_batches": [3]})
+    fixed, tokens = cost.memory_split(shape, plan, CPU), cost.memory_split(shape, budget, CPU)
+    assert cost.micro_tokens(plan) == 8 * 120 and cost.micro_tokens(budget) == 480
+    assert tokens["activations_gb"] == pytest.approx(fixed["activations_gb"] / 2, rel=0.01)
+    # a budget below the longest example: that example trains alone, and sizes the peak
+    alone = RunPlan(**{**budget.__dict__, "batch_tokens": 60})
+    assert cost.micro_tokens(alone) == 120
+    # time: a step trains 10 / 3 examples (10 rows in 3 budget micro-batches), not 8
+    ratio = cost.step_flops(shape, budget) / cost.step_flops(shape, plan)
+    assert ratio == pytest.approx(10 / 3 / 8)
+    assert cost.schedule(budget) == (3, 3)
+    rough = RunPlan(**{**budget.__dict__, "budget_batches": []})  # no lengths: tokens / budget
+    assert cost.schedule(rough) == (math.ceil(1000 / 480), math.ceil(1000 / 480))
+
+
 def _config(tmp_path: Path, toy_dir: Path, train: Path, **training) -> Path:
     cfg = {"model": {"name": str(toy_dir)}, "data": {"train": [str(train)], "max_length": 64,
                                                      "eval_fraction": 0.1},
@@ -182,6 +238,15 @@ def test_estimate_command_prints_json(tmp_path, toy_dir, write_jsonl) -> None:
                           "--set", "training.batch_size=0"], check=False,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "batch_size" in bad.stderr
+    budget = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "estimate", str(path),
+                             "--set", "training.batch_tokens=200"], check=False,
+                            capture_output=True, text=True)
+    assert budget.returncode == 0, budget.stderr[-2000:]
+    assert "micro-batches of at most 200 tokens" in budget.stdout
+    small = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "estimate", str(path),
+                            "--set", "training.batch_tokens=4"], check=False,
+                           capture_output=True, text=True)
+    assert small.returncode == 2 and "training.batch_tokens: must be >= 8" in small.stderr
 
 
 @pytest.mark.parametrize(("quantization", "bits"), [("nf4", 4), ("int4", 4), ("int8", 8)])

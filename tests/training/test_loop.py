@@ -131,29 +131,53 @@ def _losses(path: Path) -> dict[int, float]:
 
 
 def _train(toy_dir: Path, examples: list, out: Path, resume: bool, batch: int = 1,
-           packing: bool = False) -> None:
+           packing: bool = False, batch_tokens: int | None = None):
     method = LoraMethod(LoraSettings(r=4, alpha=8, dropout=0.1))
     model = method.prepare(_toy(toy_dir))
     cfg = TrainingConfig(epochs=3, batch_size=batch, lr=1e-2, save_every=2, eval_every=0,
-                         keep_checkpoints=10, warmup_ratio=0.2, packing=packing)
-    train(TrainInputs(model, method, examples, examples[:1], 2, out, resume=resume), cfg)
+                         keep_checkpoints=10, warmup_ratio=0.2, packing=packing,
+                         batch_tokens=batch_tokens)
+    return train(TrainInputs(model, method, examples, examples[:1], 2, out, resume=resume),
+                 cfg)
 
 
-@pytest.mark.parametrize(("batch", "packing", "cut_at"), [(1, False, 6), (2, True, 4)])
+@pytest.mark.parametrize(("batch", "packing", "batch_tokens", "cut_at", "steps"),
+                         [(1, False, None, 6, 12), (2, True, None, 4, 6),
+                          (8, True, 80, 4, 9), (8, False, 80, 2, 9)])
 def test_resume_gives_the_same_losses_across_epochs(toy_dir, examples, tmp_path, batch,
-                                                    packing, cut_at) -> None:
+                                                    packing, batch_tokens, cut_at,
+                                                    steps) -> None:
+    # 4 examples of 37, 38, 40 and 45 tokens, 3 epochs; a budget of 80 tokens makes 3
+    # micro-batches an epoch (two alone, two together), whatever batch_size says
+    assert [len(e.input_ids) for e in examples] == [37, 38, 40, 45]
     full = tmp_path / "full"
-    _train(toy_dir, examples, full, False, batch, packing)
+    _train(toy_dir, examples, full, False, batch, packing, batch_tokens)
     expected = _losses(full)
-    assert len(expected) == 12 // batch  # 4 examples, 3 epochs
+    assert len(expected) == steps
     cut = tmp_path / "cut"
     name = f"step-{cut_at:07d}"
     shutil.copytree(full / "checkpoints" / name, cut / "checkpoints" / name)
-    _train(toy_dir, examples, cut, True, batch, packing)
+    _train(toy_dir, examples, cut, True, batch, packing, batch_tokens)
     resumed = _losses(cut)
-    assert sorted(resumed) == list(range(cut_at + 1, 12 // batch + 1))
+    assert sorted(resumed) == list(range(cut_at + 1, steps + 1))
     for step, loss in resumed.items():
         assert loss == pytest.approx(expected[step], rel=1e-6, abs=1e-7), step
+
+
+def test_token_budget_training_lowers_the_loss(toy_dir, examples, tmp_path) -> None:
+    from tunesmith.training.loop import evaluate_loss
+
+    method = FullMethod()  # the toy's small random weights leave a LoRA little to move
+    model = method.prepare(_toy(toy_dir))
+    module = SupervisedLoss(model)
+    before = evaluate_loss(module, examples, 2, 4)
+    cfg = TrainingConfig(epochs=8, batch_tokens=80, lr=1e-2, save_every=0, eval_every=0,
+                         warmup_ratio=0.0)
+    result = train(TrainInputs(model, method, examples, [], 2, tmp_path, progress=False), cfg)
+    after = evaluate_loss(module, examples, 2, 4)
+    assert result.steps == 24  # 3 budget micro-batches an epoch
+    assert result.supervised_tokens == 8 * sum(e.supervised for e in examples)
+    assert after < 0.7 * before, (before, after)  # ~10.8 -> ~5.7
 
 
 def test_overtraining_warning_ignores_noise() -> None:

@@ -71,6 +71,11 @@ class TrainingConfig:
                                 minimum=1)
     batch_size: int = opt(8, "examples per micro-batch per process", minimum=1)
     grad_accum: int = opt(1, "micro-batches per optimizer step", minimum=1)
+    batch_tokens: int | None = opt(None, "token budget per micro-batch per process: as many "
+                                   "examples as their summed lengths fit, at least one (a "
+                                   "longer example trains alone); replaces batch_size, which "
+                                   "then only sizes eval-loss batches; null = batch_size "
+                                   "examples", minimum=8)
     lr: float = opt(2e-4, "peak learning rate", minimum=0.0)
     schedule: str = opt("cosine", "learning-rate schedule", ("cosine", "linear", "constant"))
     warmup_ratio: float = opt(0.03, "share of steps spent warming up", minimum=0.0)

@@ -116,3 +116,56 @@ def length_grouped_batches(
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def token_budget_batches(
+    lengths: list[int], budget: int, seed: int, fill: bool = False, group: int = 50
+) -> list[list[int]]:
+    """Shuffle, cut spans of about `group` budgets of tokens into batches of at most `budget`
+    tokens, and shuffle the batches. Deterministic for a seed.
+
+    A batch holds at least one example: one longer than `budget` gets a batch of its own.
+    `fill=False` sorts each span by length and cuts it in order (rows of a batch alike in
+    length: little padding); `fill=True` packs each span first-fit decreasing (budgets filled
+    closer to the brim: fewer micro-batches, for packed rows that have no padding).
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches: list[list[int]] = []
+    span: list[int] = []
+    tokens = 0
+    for index in order:
+        span.append(index)
+        tokens += lengths[index]
+        if tokens >= budget * group:
+            batches += _cut_span(span, lengths, budget, fill)
+            span, tokens = [], 0
+    batches += _cut_span(span, lengths, budget, fill)
+    rng.shuffle(batches)
+    return batches
+
+
+def _cut_span(span: list[int], lengths: list[int], budget: int,
+              fill: bool) -> list[list[int]]:
+    if fill:
+        rows = fill_rows([lengths[i] for i in span], budget)
+        return [[span[j] for j in row] for row in rows]
+    return cut_by_budget(sorted(span, key=lambda i: lengths[i]), lengths, budget)
+
+
+def cut_by_budget(order: list[int], lengths: list[int], budget: int) -> list[list[int]]:
+    """Cut `order` into consecutive batches whose lengths sum to at most `budget` tokens
+    (a single longer example makes a batch alone)."""
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    tokens = 0
+    for index in order:
+        if batch and tokens + lengths[index] > budget:
+            batches.append(batch)
+            batch, tokens = [], 0
+        batch.append(index)
+        tokens += lengths[index]
+    if batch:
+        batches.append(batch)
+    return batches

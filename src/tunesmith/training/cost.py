@@ -13,9 +13,10 @@ bench/estimate_accuracy.py and docs/results.md).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from tunesmith.modeling.inventory import ArchShape
+from tunesmith.training.schedule import stream_steps
 
 GB = 1e9
 DTYPE_BYTES = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
@@ -60,6 +61,10 @@ class RunPlan:
     supervised: int = 0  # supervised tokens per epoch
     longest: int = 1  # longest example: the padded length of the largest micro-batch
     longest_supervised: int = 1
+    batch_tokens: int | None = None  # token budget per micro-batch instead of batch_size
+    # budget micro-batches (all processes) in each epoch, as the loop's schedule cuts them;
+    # empty: estimated as tokens / batch_tokens
+    budget_batches: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -88,12 +93,13 @@ def memory_split(shape: ArchShape, plan: RunPlan, hw: Hardware) -> dict[str, flo
     base = BASE_BITS_BYTES[plan.base_bits] if plan.base_bits else dtype
     weights = (shape.linear_params * base + (shape.params - shape.linear_params) * dtype
                + (trained * 4.0 if plan.method != "full" else 0.0))  # adapters stay fp32
-    tokens = plan.batch_size * plan.longest  # [batch, longest] padded micro-batch
+    tokens = micro_tokens(plan)
     layers_kept = math.sqrt(shape.layers) if plan.gradient_checkpointing else shape.layers
     per_layer = ACT_HIDDEN * shape.hidden + ACT_INTERMEDIATE * shape.intermediate
     activations = tokens * layers_kept * per_layer * dtype
-    logits = min(plan.batch_size * plan.longest_supervised * shape.vocab * 4.0,
-                 LOGIT_CHUNK_BYTES)
+    supervised = max(plan.batch_tokens, plan.longest_supervised) if plan.batch_tokens \
+        else plan.batch_size * plan.longest_supervised
+    logits = min(supervised * shape.vocab * 4.0, LOGIT_CHUNK_BYTES)
     parts = {"weights": weights, "gradients": trained * dtype,
              "optimizer_states": trained * ADAMW_BYTES, "activations": activations,
              "logits": logits, "runtime_overhead": hw.runtime_gb * GB}
@@ -106,9 +112,34 @@ def memory_split(shape: ArchShape, plan: RunPlan, hw: Hardware) -> dict[str, flo
     return split
 
 
+def micro_tokens(plan: RunPlan) -> int:
+    """Tokens of the largest micro-batch: [batch, longest] padded, or the token budget (an
+    example longer than the budget trains alone)."""
+    if plan.batch_tokens:
+        return max(plan.batch_tokens, plan.longest)
+    return plan.batch_size * plan.longest
+
+
+def budget_counts(plan: RunPlan) -> list[int]:
+    """Budget micro-batches per epoch: the schedule's counts, else tokens over the budget
+    (a lower bound: a greedy cut leaves each budget a little short)."""
+    if plan.budget_batches:
+        return plan.budget_batches
+    estimate = max(1, math.ceil(plan.tokens / (plan.batch_tokens or 1)))
+    return [estimate] * max(1, math.ceil(plan.epochs))
+
+
+def micro_examples(plan: RunPlan) -> float:
+    """Mean examples per micro-batch of one process."""
+    if not plan.batch_tokens:
+        return float(plan.batch_size)
+    counts = budget_counts(plan)
+    return plan.rows * len(counts) / max(sum(counts), 1)
+
+
 def step_flops(shape: ArchShape, plan: RunPlan) -> float:
     """Model FLOPs of one optimizer step (all micro-batches, all processes)."""
-    per_step_examples = plan.batch_size * plan.grad_accum * plan.processes
+    per_step_examples = micro_examples(plan) * plan.grad_accum * plan.processes
     tokens = plan.tokens / max(plan.rows, 1) * per_step_examples
     supervised = plan.supervised / max(plan.rows, 1) * per_step_examples
     body = shape.params - shape.embedding_params - (0 if shape.tied else shape.head_params)
@@ -173,6 +204,10 @@ def dequant_note(shape: ArchShape, plan: RunPlan, hw: Hardware) -> str | None:
 
 def schedule(plan: RunPlan) -> tuple[int, int]:
     """Optimizer steps per epoch and in total, as the training loop counts them."""
+    if plan.batch_tokens:
+        sizes = [math.ceil(n / plan.processes) for n in budget_counts(plan)]
+        total = stream_steps(sizes, plan.epochs, plan.grad_accum, plan.max_steps)
+        return max(1, math.ceil(sizes[0] / plan.grad_accum)), total
     micro = math.ceil(plan.rows / (plan.batch_size * plan.processes))
     per_epoch = max(1, math.ceil(micro / plan.grad_accum))
     total = math.ceil(plan.epochs * per_epoch)

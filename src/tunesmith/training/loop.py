@@ -26,12 +26,7 @@ from tunesmith.modeling.fused_lora import fuse_lora_layers
 from tunesmith.modeling.loss import SupervisedLoss, mean_token_loss
 from tunesmith.modeling.precision import resolve_mixed_precision
 from tunesmith.modeling.swiglu import lean_swiglu_layers
-from tunesmith.tokenization.batching import (
-    Batch,
-    collate,
-    length_grouped_batches,
-    pack_rows,
-)
+from tunesmith.tokenization.batching import Batch, collate, pack_rows
 from tunesmith.training.checkpoint import (
     STATE_FILE,
     LoopState,
@@ -46,6 +41,7 @@ from tunesmith.training.checkpoint import (
 )
 from tunesmith.training.methods import Method
 from tunesmith.training.progress import Progress
+from tunesmith.training.schedule import Schedule, schedule_for
 from tunesmith.training.sharding import (
     ModelShards,
     check_cpu_fsdp_launch,
@@ -100,39 +96,6 @@ class TrainResult:
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
-
-
-class Schedule:
-    """Deterministic data order: global micro-batches of `batch_size * world` examples."""
-
-    def __init__(self, lengths: list[int], cfg: TrainingConfig, world: int) -> None:
-        self.lengths = lengths
-        self.cfg = cfg
-        self.world = world
-        self.global_batch = cfg.batch_size * world
-        self.per_epoch = math.ceil(len(lengths) / self.global_batch)
-        self._cache: dict[int, list[list[int]]] = {}
-
-    def total_steps(self) -> int:
-        steps_per_epoch = math.ceil(self.per_epoch / self.cfg.grad_accum)
-        total = math.ceil(self.cfg.epochs * steps_per_epoch)
-        return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
-
-    def micro_batches(self, step: int, rank: int) -> list[list[int]]:
-        """Example indices of this rank's micro-batches for optimizer step `step`.
-
-        Every rank gets the same number of micro-batches; a share is empty when the last
-        global batch of an epoch has fewer examples than processes need.
-        """
-        out = []
-        for k in range(step * self.cfg.grad_accum, (step + 1) * self.cfg.grad_accum):
-            epoch, index = divmod(k, self.per_epoch)
-            if epoch not in self._cache:
-                self._cache = {epoch: length_grouped_batches(
-                    self.lengths, self.global_batch, self.cfg.seed + epoch)}
-            rows = self._cache[epoch][index]
-            out.append(rows[rank * self.cfg.batch_size : (rank + 1) * self.cfg.batch_size])
-        return out
 
 
 def _lr_scheduler(optimizer: Any, cfg: TrainingConfig, total: int) -> Any:
@@ -240,8 +203,8 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
         shard_on_cpu(module, model)  # before the optimizer: FSDP2 replaces the parameters
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = _adamw(params, cfg)
-    schedule = Schedule([len(e.input_ids) for e in inputs.train], cfg,
-                        accelerator.num_processes)
+    schedule = schedule_for([len(e.input_ids) for e in inputs.train], cfg,
+                            accelerator.num_processes)
     total = schedule.total_steps()
     scheduler = _lr_scheduler(optimizer, cfg, total)
     if cpu_fsdp:
@@ -370,8 +333,8 @@ def _metrics_row(run: _Session, loss: float, lr: float, elapsed: float, tokens: 
                  resumed_from: int) -> dict[str, Any]:
     """One metrics.jsonl row; tokens/s and ETA count this process's run only."""
     state = run.state
-    steps_per_epoch = max(1, math.ceil(run.schedule.per_epoch / run.schedule.cfg.grad_accum))
-    return {"step": state.step, "epoch": round(state.step / steps_per_epoch, 4), "loss": loss,
+    return {"step": state.step, "epoch": round(run.schedule.epoch_at(state.step), 4),
+            "loss": loss,
             "lr": lr, "tokens": state.tokens,
             "supervised_tokens": state.supervised_tokens,
             "tokens_per_s": tokens / elapsed if elapsed else 0.0,
