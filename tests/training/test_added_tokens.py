@@ -182,12 +182,14 @@ def test_adapter_stores_only_the_new_rows_and_loads_back_exactly(
 
 
 @pytest.mark.parametrize("module", ["embed_tokens", "lm_head"])
-def test_a_tied_embedding_copy_is_stored_once(module, tied_dir, write_jsonl,
-                                              tmp_path) -> None:
+def test_a_trained_tied_embedding_loads_with_plain_peft(module, tied_dir, write_jsonl,
+                                                        tmp_path) -> None:
+    from peft import PeftModel
+
     from tunesmith.modeling.adapters import load_adapter, merge_adapter
     from tunesmith.pipeline import run_export, run_train
 
-    config = _config(tmp_path, tied_dir, write_jsonl(ROWS), "tied-once",
+    config = _config(tmp_path, tied_dir, write_jsonl(ROWS), "tied-peft",
                      modules_to_save=[module])
     outcome, model, tok, method, data = run_train(config)
     probe = torch.tensor([tok("Call owl.<tool_call>owl</tool_call>")["input_ids"]])
@@ -195,21 +197,17 @@ def test_a_tied_embedding_copy_is_stored_once(module, tied_dir, write_jsonl,
     run_export(config, outcome, model, tok, method, data.formatter)
     folder = Path(outcome.exports["adapter"])
 
-    # PEFT would store the trained matrix twice: as the embedding's copy and the head's.
     rows, hidden = model.get_input_embeddings().weight.shape
-    shapes = _adapter_tensors(folder)
-    assert {k: s for k, s in shapes.items() if "lora_" not in k} == {
-        "base_model.model.model.embed_tokens.weight": (rows, hidden)}
-    lora_bytes = sum(p.numel() * 4 for n, p in model.named_parameters() if "lora_" in n)
-    needed = lora_bytes + rows * hidden * 4
-    size = (folder / "adapter_model.safetensors").stat().st_size
-    assert needed <= size <= needed + 64 * 1024  # the rest is the safetensors header
-
-    own = load_adapter(_load(tied_dir)[0], folder)
-    assert torch.equal(_logits(own, probe), live)
-    head, embedding = own.get_output_embeddings(), own.get_input_embeddings()
-    assert head.modules_to_save["default"].weight is embedding.modules_to_save["default"].weight
-    assert not any(p.requires_grad for p in own.parameters())
+    full = {k: s for k, s in _adapter_tensors(folder).items() if "lora_" not in k}
+    assert full and all(s == (rows, hidden) for s in full.values())
+    base, base_tok = _load(tied_dir)
+    add_tokens_to_model(base, base_tok, NEW)  # grown as training grew it
+    for own in (PeftModel.from_pretrained(base, str(folder)),
+                load_adapter(_load(tied_dir)[0], folder)):
+        assert torch.equal(_logits(own, probe), live)
+        head, embedding = own.get_output_embeddings(), own.get_input_embeddings()
+        assert head.modules_to_save["default"].weight is \
+            embedding.modules_to_save["default"].weight
     exported, _ = _load(Path(outcome.exports["merged"]))
     merged = merge_adapter(own)
     assert merged.get_output_embeddings().weight is merged.get_input_embeddings().weight

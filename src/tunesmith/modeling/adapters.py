@@ -79,45 +79,7 @@ def load_adapter(model: Any, adapter_dir: str | Path) -> Any:
         regrow_embeddings(model, layout)
     elif (Path(adapter_dir) / "tokenizer_config.json").is_file():
         _grow_to_tokenizer(model, adapter_dir)
-    if not _stores_tied_once(Path(adapter_dir)):
-        return PeftModel.from_pretrained(model, str(adapter_dir))
-    return _load_tied_once(model, Path(adapter_dir))
-
-
-def _stores_tied_once(adapter_dir: Path) -> bool:
-    """True when `save_adapter` left out the copies of modules tied to the embedding."""
-    config_file = adapter_dir / "adapter_config.json"
-    if not config_file.is_file() or not (adapter_dir / ADAPTER_WEIGHTS).is_file():
-        return False
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    saved = config.get("modules_to_save") or []
-    return bool(config.get("ensure_weight_tying")) and any(
-        m.split(".")[-1] in EMBEDDING_NAMES for m in saved)
-
-
-def _load_tied_once(model: Any, adapter_dir: Path) -> Any:
-    """Load an adapter that stores a tied embedding copy once: PEFT's loader wants a tensor
-    for every tied copy, so each is filled from the embedding's before loading."""
-    from peft import PeftConfig, PeftModelForCausalLM, set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    config = PeftConfig.from_pretrained(str(adapter_dir))
-    config.inference_mode = True  # frozen, as PeftModel.from_pretrained leaves it
-    peft_model = PeftModelForCausalLM(model, config)
-    weights = load_file(str(adapter_dir / ADAPTER_WEIGHTS))
-    embedding = _module_name(peft_model, peft_model.get_input_embeddings())
-    for name in tied_copies(peft_model):
-        weights.setdefault(f"{name}.weight", weights[f"{embedding}.weight"])
-    result = set_peft_model_state_dict(peft_model, weights)
-    missing = [k for k in result.missing_keys if "lora_" in k or "modules_to_save" in k]
-    if result.unexpected_keys or missing:
-        raise ExportError(f"{adapter_dir}: adapter weights do not fit the model (missing "
-                          f"{missing[:3]}, unexpected {result.unexpected_keys[:3]})")
-    return peft_model.eval()
-
-
-def _module_name(root: Any, module: Any) -> str:
-    return next(name for name, m in root.named_modules() if m is module)
+    return PeftModel.from_pretrained(model, str(adapter_dir))
 
 
 def _grow_to_tokenizer(model: Any, adapter_dir: str | Path) -> None:
@@ -139,48 +101,9 @@ def save_adapter(peft_model: Any, path: str | Path, layout: AddedTokens | None =
     for a 135M model, though every row but the trained ones can be rebuilt from the base.
     """
     peft_model.save_pretrained(path, safe_serialization=True, save_embedding_layers=False)
-    _drop_tied_copies(peft_model, Path(path) / ADAPTER_WEIGHTS)
     if layout is not None:
         text = json.dumps(layout.to_dict(), indent=2)
         (Path(path) / EMBEDDING_LAYOUT_FILE).write_text(text, encoding="utf-8")
-
-
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-
-
-def tied_copies(peft_model: Any) -> list[str]:
-    """Names of `modules_to_save` copies that share the trained embedding copy's weight.
-
-    With `ensure_weight_tying`, PEFT makes the tied head's copy a view of the embedding's copy,
-    yet saves both (as two tensors of [vocab, hidden]); loading recreates the tie.
-    """
-    from peft.utils.other import ModulesToSaveWrapper
-
-    embedding = peft_model.get_input_embeddings()
-    if not isinstance(embedding, ModulesToSaveWrapper) or not embedding.active_adapters:
-        return []
-    weight = embedding.modules_to_save[embedding.active_adapters[0]].weight
-    return [name for name, module in peft_model.named_modules()
-            if isinstance(module, ModulesToSaveWrapper) and module is not embedding
-            and module.active_adapters
-            and module.modules_to_save[module.active_adapters[0]].weight is weight]
-
-
-def _drop_tied_copies(peft_model: Any, weights_file: Path) -> None:
-    """Rewrite the saved adapter without the copies of tied modules (temp file, rename)."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    tied = tuple(f"{name}." for name in tied_copies(peft_model))
-    if not tied or not weights_file.is_file():
-        return
-    with safe_open(str(weights_file), "pt") as handle:
-        metadata = handle.metadata()
-        kept = {k: handle.get_tensor(k) for k in handle.keys()  # noqa: SIM118
-                if not k.startswith(tied)}
-    tmp = weights_file.with_suffix(".tmp")
-    save_file(kept, str(tmp), metadata=metadata)
-    tmp.replace(weights_file)
 
 
 def merge_adapter(peft_model: Any) -> Any:
