@@ -9,6 +9,10 @@ rate and schedule, fp32, 2 threads, gradient checkpointing off. Rows:
 - trl: SFTTrainer as a user sets it up: conversational prompt/completion rows (the same
   conversations tunesmith kept), completion-only loss, its default padding collator.
 - trl padding_free: the same with `padding_free=True` (SDPA on CPU).
+- trl_allocator (on request, `--rows ...,trl_allocator`): TRL under the allocator tunesmith
+  loads. The tunesmith row runs as its CLI does: under tcmalloc or jemalloc when the system
+  has one (tunesmith.training.allocator); TRL rows use glibc's malloc, as TRL does. The
+  table's last column names each row's allocator.
 - loss curve: TRL replays tunesmith's batch plan (`Schedule`) on tunesmith's tokenized
   examples (input_ids + completion mask), LoRA initialised with the same seed; the bench
   prints the largest |loss difference| over the first `--loss-steps` steps.
@@ -83,17 +87,29 @@ def measure_peak(size: int = 4096, repeats: int = 5) -> float:
     return 2 * size ** 3 / best
 
 
-def spawn(role: str, spec: dict[str, Any], out_path: Path) -> dict[str, Any]:
+def side_env(allocator: bool) -> dict[str, str]:
+    """A worker's environment: with the allocator the tunesmith CLI would load (tcmalloc or
+    jemalloc, when installed; see tunesmith.training.allocator), or with glibc's malloc."""
+    from tunesmith.training.allocator import DONE, relaunch_env
+
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", DONE)}
+    env.update(OMP_NUM_THREADS=str(THREADS), TOKENIZERS_PARALLELISM="false")
+    return (relaunch_env(env) or env) if allocator else env
+
+
+def spawn(role: str, spec: dict[str, Any], out_path: Path, allocator: bool) -> dict[str, Any]:
     """Run one side in a fresh interpreter; return its result or the error it printed."""
     spec_path = out_path.with_suffix(".spec.json")
     spec_path.write_text(json.dumps(spec))
     cmd = [sys.executable, str(SIDES), role, str(spec_path), str(out_path)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false"}
+    env = side_env(allocator)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not out_path.is_file():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-8:]
         return {"error": " | ".join(tail) or f"exit {proc.returncode}"}
-    return {} if role == "prepare" else json.loads(out_path.read_text())
+    if role == "prepare":
+        return {}
+    return {**json.loads(out_path.read_text()), "allocator": env.get("LD_PRELOAD") or "glibc"}
 
 
 def flops(shape: dict[str, int], step: dict[str, int], full: bool) -> float:
@@ -128,7 +144,8 @@ def summarise(result: dict[str, Any], window: tuple[int, int], peak: float,
             "supervised_tok_s": sup / seconds, "real_tok_s": real / seconds,
             "padding_share": 1 - real / padded if padded else 0.0,
             "mfu": work / seconds / peak, "peak_rss_mib": after / 2**20,
-            "trainable_params": result["shape"]["trainable"], "examples": result["examples"]}
+            "trainable_params": result["shape"]["trainable"], "examples": result["examples"],
+            "allocator": result.get("allocator", "glibc")}
 
 
 def loss_gap(ours: dict[str, Any], theirs: dict[str, Any], steps: int) -> dict[str, Any]:
@@ -158,7 +175,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loss-steps", type=int, default=50, help="steps of the loss curve")
     p.add_argument("--quick", action="store_true", help="1 + 3 steps, 5-step loss curve")
     p.add_argument("--rows", default="tunesmith,trl,trl_padding_free,loss",
-                   help="comma-separated subset of the rows to run")
+                   help="comma-separated subset of the rows to run; trl_allocator = TRL "
+                        "under the allocator tunesmith loads")
     p.add_argument("--tunesmith-set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra tunesmith config override (repeatable)")
     p.add_argument("--json", type=Path, help="also write every number to this file")
@@ -192,10 +210,11 @@ def run_rows(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         # one step more than timed: its start reads the peak RSS of the timed steps
         "trl": ("trl", {**spec, "steps": timed + 1}),
         "trl_padding_free": ("trl", {**spec, "steps": timed + 1, "padding_free": True}),
+        "trl_allocator": ("trl", {**spec, "steps": timed + 1}),
         "loss": ("trl", {**spec, "steps": args.loss_steps, "replay": True,
                          "schedule_steps": longest}),
     }
-    if wanted & {"trl", "trl_padding_free", "loss"}:
+    if wanted & {"trl", "trl_padding_free", "trl_allocator", "loss"}:
         wanted.add("prepare")
     results = {}
     for name, (role, job) in jobs.items():
@@ -203,7 +222,7 @@ def run_rows(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             continue
         started = time.perf_counter()
         out = spec["trl_inputs"] if role == "prepare" else tmp / f"{name}.json"
-        results[name] = spawn(role, job, Path(out))
+        results[name] = spawn(role, job, Path(out), name in ("tunesmith", "trl_allocator"))
         error = results[name].get("error")
         print(f"{name}: done in {time.perf_counter() - started:.0f} s"
               + (f" (failed: {error})" if error else ""), file=sys.stderr)
@@ -218,17 +237,17 @@ def table(rows: dict[str, dict[str, Any]], peak: float, gap: dict[str, Any] | No
     """The Markdown table printed at the end."""
     lines = [f"fp32 matmul peak (torch.mm 4096, {THREADS} threads): {peak / 1e9:.1f} GFLOP/s", "",
              ("| row | supervised tok/s | real tok/s | padding | MFU | peak RSS MiB | "
-              "vs TRL tok/s | vs TRL RSS |"), "|---|---|---|---|---|---|---|---|"]
+              "vs TRL tok/s | vs TRL RSS | allocator |"), "|---|---|---|---|---|---|---|---|---|"]
     ref = rows.get("trl", {})
     for name, r in rows.items():
         if "error" in r:
-            lines.append(f"| {name} | failed: {r['error'][:150]} | | | | | | |")
+            lines.append(f"| {name} | failed: {r['error'][:150]} | | | | | | | |")
             continue
         lines.append(
             f"| {name} | {r['supervised_tok_s']:.1f} | {r['real_tok_s']:.1f} | "
             f"{r['padding_share']:.0%} | {r['mfu']:.1%} | {r['peak_rss_mib']:.0f} | "
             f"{ratio(r['supervised_tok_s'], ref.get('supervised_tok_s'))} | "
-            f"{ratio(r['peak_rss_mib'], ref.get('peak_rss_mib'))} |")
+            f"{ratio(r['peak_rss_mib'], ref.get('peak_rss_mib'))} | {r['allocator']} |")
     if gap is not None:
         if "error" in gap:
             lines += ["", f"loss curve: failed: {gap['error']}"]

@@ -112,3 +112,75 @@ def test_lean_swiglu_matches_the_mlp_and_saves_less(toy_dir) -> None:
     u = torch.randn(4, 6, requires_grad=True)
     out = SwiGLUFunction.apply(g, u)
     assert len(out.grad_fn.saved_tensors) == 2
+
+
+def test_lean_swiglu_with_a_trained_down_projection(toy_dir) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.modeling.swiglu import SwiGLUDownFunction, lean_swiglu_layers
+
+    plain, lean = (AutoModelForCausalLM.from_pretrained(toy_dir, dtype=torch.float32)
+                   for _ in range(2))
+    lean_swiglu_layers(lean)
+    ids = torch.randint(3, 300, (2, 9))
+    grads = []
+    for m in (plain, lean):  # full fine-tuning: the down weights train
+        m.model.embed_tokens.weight.requires_grad_(True)
+        m(input_ids=ids).logits.pow(2).mean().backward()
+        grads.append({n: p.grad for n, p in m.named_parameters()})
+    for name, want in grads[0].items():
+        assert _close(grads[1][name], want, 1e-4), name
+    mlp = lean.model.layers[0].mlp
+    assert type(mlp(torch.randn(2, 3, mlp.hidden_size)).grad_fn).__name__ == \
+        "SwiGLUDownFunctionBackward"
+    # saved: gate, up and the weight; no [N, intermediate] product
+    g, u = (torch.randn(4, 6, dtype=torch.double, requires_grad=True) for _ in range(2))
+    w = torch.randn(3, 6, dtype=torch.double, requires_grad=True)
+    out = SwiGLUDownFunction.apply(g, u, w)
+    assert len(out.grad_fn.saved_tensors) == 3
+    assert torch.autograd.gradcheck(SwiGLUDownFunction.apply, (g, u, w))
+
+
+def test_fused_rmsnorm_matches_the_model_and_saves_less(toy_dir) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.modeling.rmsnorm import RMSNormFunction, fuse_rmsnorms
+
+    def model():
+        return AutoModelForCausalLM.from_pretrained(toy_dir, dtype=torch.float32)
+
+    plain, fused = model(), model()
+    assert fuse_rmsnorms(fused) == 5 and fuse_rmsnorms(fused) == 0  # 2 layers x 2 + final
+    ids = torch.randint(3, 300, (2, 9))
+    grads, outputs = [], []
+    for m in (plain, fused):
+        for p in m.parameters():  # norm weights train too (full fine-tuning)
+            p.requires_grad_(True)
+        logits = m(input_ids=ids).logits
+        logits.pow(2).mean().backward()
+        outputs.append(logits.detach())
+        grads.append({n: p.grad for n, p in m.named_parameters()})
+    assert torch.equal(outputs[0], outputs[1])  # same forward operations, same values
+    for name, want in grads[0].items():
+        assert _close(grads[1][name], want, 1e-4), name
+    x = torch.randn(4, 6, requires_grad=True)
+    w = torch.randn(6, requires_grad=True)
+    out = RMSNormFunction.apply(x, w, 1e-6)
+    assert len(out.grad_fn.saved_tensors) == 3  # x, weight and the [4, 1] rstd
+    assert torch.autograd.gradcheck(RMSNormFunction.apply, (x.double(), w.double(), 1e-6))
+
+
+def test_norms_computing_something_else_keep_their_forward() -> None:
+    from tunesmith.modeling.rmsnorm import FusedRMSNormMixin, fuse_rmsnorms
+
+    class OffsetRMSNorm(nn.Module):  # Gemma-style: scales by 1 + weight
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight, self.eps = nn.Parameter(torch.randn(8)), 1e-6
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * (1 + self.weight)
+
+    norm = OffsetRMSNorm()
+    assert fuse_rmsnorms(nn.Sequential(norm)) == 0
+    assert not isinstance(norm, FusedRMSNormMixin)

@@ -13,6 +13,7 @@ from typing import Any
 from tunesmith.cli.arguments import FlagsAnywhereParser, positive_int
 from tunesmith.errors import TunesmithError
 from tunesmith.modeling.quantization import NOISY_LOGGERS
+from tunesmith.training.allocator import relaunch_with_allocator
 
 logger = logging.getLogger("tunesmith")
 
@@ -110,8 +111,20 @@ def _first_line(func: Callable) -> str:
     return (func.__doc__ or "").strip().splitlines()[0]
 
 
+# verbs that train or generate: they run under tcmalloc/jemalloc when installed
+ALLOCATOR_VERBS = ("run", "train", "eval")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
+    if argv is None:  # a real command line (tests pass argv): the process may re-execute
+        words = [a for a in sys.argv[1:] if not a.startswith("-")]
+        if words and words[0] in ALLOCATOR_VERBS:
+            try:
+                relaunch_with_allocator()
+            except TunesmithError as err:
+                print(f"tunesmith: error: {err}", file=sys.stderr)
+                return 2
     _quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)

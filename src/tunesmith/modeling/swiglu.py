@@ -3,7 +3,10 @@
 Autograd keeps the gate and up projections and also silu(gate) for the product's backward,
 an [N, intermediate] tensor per layer (a sixth of a decoder layer's saved activations on
 Llama-shaped models). `SwiGLUFunction` keeps only gate and up and recomputes silu(gate) in
-the backward pass, which costs one elementwise pass per layer. Same values to float rounding.
+the backward pass, which costs one elementwise pass per layer. When the down projection is a
+plain trained linear layer (full fine-tuning), `SwiGLUDownFunction` also recomputes the
+product silu(gate) * up that the down weight's gradient needs, instead of keeping it: one
+more [N, intermediate] tensor per layer. Same values to float rounding.
 """
 
 from __future__ import annotations
@@ -33,13 +36,41 @@ class SwiGLUFunction(torch.autograd.Function):
         return grad_gate, grad_up
 
 
+class SwiGLUDownFunction(torch.autograd.Function):
+    """(silu(gate) * up) @ weight^T for a plain down projection, saving gate and up only:
+    the product, which the weight's gradient needs, is recomputed in the backward pass."""
+
+    @staticmethod
+    def forward(ctx: Any, gate: torch.Tensor, up: torch.Tensor,
+                weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(gate, up, weight)
+        return F.silu(gate).mul_(up) @ weight.t()  # [..., out]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        gate, up, weight = ctx.saved_tensors
+        silu = F.silu(gate)
+        grad_w = None
+        if ctx.needs_input_grad[2]:
+            product = silu * up  # [..., I], recomputed instead of kept
+            grad_w = grad.reshape(-1, grad.shape[-1]).t() @ product.reshape(-1, up.shape[-1])
+        grad_product = grad @ weight  # [..., I]
+        grad_up = grad_product * silu
+        grad_gate = torch.ops.aten.silu_backward(grad_product.mul_(up), gate)
+        return grad_gate, grad_up, grad_w
+
+
 class LeanSwiGLUMixin:
-    """forward of a gate/up/down MLP with a SiLU activation through `SwiGLUFunction`."""
+    """forward of a gate/up/down MLP with a SiLU activation through `SwiGLUFunction`, or
+    `SwiGLUDownFunction` when the down projection is a plain bias-free linear layer."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled():
             return super().forward(x)
-        return self.down_proj(SwiGLUFunction.apply(self.gate_proj(x), self.up_proj(x)))
+        gate, up, down = self.gate_proj(x), self.up_proj(x), self.down_proj
+        if type(down) is nn.Linear and down.bias is None and down.weight.requires_grad:
+            return SwiGLUDownFunction.apply(gate, up, down.weight)
+        return down(SwiGLUFunction.apply(gate, up))
 
 
 def _is_swiglu(module: nn.Module) -> bool:

@@ -25,6 +25,7 @@ from tunesmith.modeling.attention import restore_attention, use_varlen_attention
 from tunesmith.modeling.fused_lora import fuse_lora_layers
 from tunesmith.modeling.loss import SupervisedLoss, mean_token_loss
 from tunesmith.modeling.precision import resolve_mixed_precision
+from tunesmith.modeling.rmsnorm import fuse_rmsnorms
 from tunesmith.modeling.swiglu import lean_swiglu_layers
 from tunesmith.tokenization.batching import Batch, collate, pack_rows
 from tunesmith.training.checkpoint import (
@@ -192,8 +193,8 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
     if cfg.fused_layers:
-        logger.debug("fused %d LoRA layers and %d MLPs", fuse_lora_layers(model),
-                     lean_swiglu_layers(model))
+        logger.debug("fused %d LoRA layers, %d MLPs and %d norms", fuse_lora_layers(model),
+                     lean_swiglu_layers(model), fuse_rmsnorms(model))
     # Padding-free attention lets a packed row hold the whole micro-batch.
     previous = use_varlen_attention(model) if cfg.packing else None
     pack_length = cfg.pack_length or (None if previous else inputs.max_length)
