@@ -94,7 +94,8 @@ def side_env(allocator: bool) -> dict[str, str]:
 
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", DONE)}
     env.update(OMP_NUM_THREADS=str(THREADS), TOKENIZERS_PARALLELISM="false")
-    return (relaunch_env(env) or env) if allocator else env
+    # /dev/null for this process's maps: what this bench itself runs under does not matter
+    return (relaunch_env(env, maps=Path(os.devnull)) or env) if allocator else env
 
 
 def spawn(role: str, spec: dict[str, Any], out_path: Path, allocator: bool) -> dict[str, Any]:

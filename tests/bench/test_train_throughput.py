@@ -119,3 +119,19 @@ def test_summary_counts_only_timed_steps_and_table_shows_ratios(bench):
                        1e6, None)
     assert "| tunesmith | 0.2 |" in text and "2.00x | 0.50x |" in text
     assert "| trl_padding_free | failed: x |" in text
+
+
+def test_only_the_allocator_rows_get_the_library(bench, monkeypatch):
+    from tunesmith.training import allocator
+
+    monkeypatch.setattr(allocator.ctypes.util, "find_library",
+                        {"jemalloc": "libjemalloc.so.2"}.get)
+    # the bench's own allocator (or a preload it was started with) does not leak to a side
+    monkeypatch.setenv("LD_PRELOAD", "libtcmalloc_minimal.so.4")
+    monkeypatch.delenv(allocator.SETTING, raising=False)
+    monkeypatch.delenv(allocator.DONE, raising=False)
+    ours, theirs = bench.side_env(True), bench.side_env(False)
+    assert ours["LD_PRELOAD"] == "libjemalloc.so.2" and ours["OMP_NUM_THREADS"] == "2"
+    assert "LD_PRELOAD" not in theirs and theirs["OMP_NUM_THREADS"] == "2"
+    monkeypatch.setenv(allocator.SETTING, "system")
+    assert "LD_PRELOAD" not in bench.side_env(True)

@@ -26,6 +26,7 @@ from tunesmith.modeling.fused_lora import fuse_lora_layers
 from tunesmith.modeling.loss import SupervisedLoss, mean_token_loss
 from tunesmith.modeling.precision import resolve_mixed_precision
 from tunesmith.modeling.rmsnorm import fuse_rmsnorms
+from tunesmith.modeling.rotary import restore_rotary, use_fused_rotary
 from tunesmith.modeling.swiglu import lean_swiglu_layers
 from tunesmith.tokenization.batching import Batch, collate, pack_rows
 from tunesmith.training.checkpoint import (
@@ -251,10 +252,13 @@ def _resume(inputs: TrainInputs, cfg: TrainingConfig, accelerator: Any, shards: 
 def train(inputs: TrainInputs, cfg: TrainingConfig) -> TrainResult:
     """Train `inputs.model` in place; checkpoints go to `out_dir/checkpoints`."""
     run = _start(inputs, cfg)
+    # the model code looks RoPE up in its module: swapped for this run only
+    rotary = use_fused_rotary(inputs.model) if cfg.fused_layers else []
     try:
         return _train(run, inputs, cfg)
     finally:
         restore_attention(inputs.model, run.restore_attention)
+        restore_rotary(rotary)
 
 
 def _train(run: _Session, inputs: TrainInputs, cfg: TrainingConfig) -> TrainResult:
