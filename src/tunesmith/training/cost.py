@@ -26,11 +26,12 @@ BASE_BITS_BYTES = {4: 0.53, 8: 1.02, 16: 2.0, 32: 4.0}
 ADAMW_BYTES = 8.0  # two fp32 moments per trainable parameter
 OPTIMIZER_TRAFFIC = 28.0  # bytes read+written per parameter by one AdamW update (fp32)
 # Saved activations per token per layer, in units of the hidden size and intermediate size
-# (norm inputs and outputs, q/k/v, attention output, gate/up/activation products). Fitted.
-# The lean SwiGLU backward keeps one [tokens, intermediate] tensor less than plain autograd,
-# and per-example attention keeps grouped key/value heads unrepeated.
-ACT_HIDDEN = 17.0
-ACT_INTERMEDIATE = 5.0
+# (norm inputs, q/k/v, attention output, gate/up products), plus the backward pass's
+# temporaries and allocator slack. Fitted: a census of saved tensors counts about 7 x hidden
+# + 3 x intermediate (LoRA) or 2 x intermediate (full: the down projection's input is
+# recomputed) since the fused norms, rotary embeddings and attention function keep less.
+ACT_HIDDEN = 11.0
+ACT_INTERMEDIATE = 3.0
 # The loss keeps one fp32 [rows, vocab] buffer per chunk (logits, then their gradient in
 # place), its chunks capped at CHUNK_BYTES (tunesmith.modeling.loss).
 LOGIT_CHUNK_BYTES = 64 << 20
