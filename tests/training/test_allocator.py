@@ -75,11 +75,11 @@ def test_a_bad_setting_is_one_line_and_exit_2(tmp_path):
     env = {**os.environ, SETTING: str(tmp_path / "missing.so")}
     env.pop(DONE, None)
     proc = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "train", "x.yaml"],
-                          env=env, capture_output=True, text=True, timeout=120)
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        f"tunesmith: error: {SETTING}: {tmp_path / 'missing.so'}: no such file; set it to "
-        "auto, system or the path of libtcmalloc or libjemalloc"]
+    want = (f"tunesmith: error: {SETTING}: {tmp_path / 'missing.so'}: no such file; set it "
+            "to auto, system or the path of libtcmalloc or libjemalloc")
+    assert proc.stderr.strip().splitlines() == [want]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux")

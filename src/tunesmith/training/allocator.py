@@ -51,8 +51,9 @@ def find_allocator(setting: str) -> str | None:
         return None
     if setting != "auto":
         if not Path(setting).is_file():
-            raise ConfigError([f"{setting}: no such file; set it to auto, system or the path "
-                               "of libtcmalloc or libjemalloc"], source=SETTING)
+            problem = (f"{setting}: no such file; set it to auto, system or the path of "
+                       "libtcmalloc or libjemalloc")
+            raise ConfigError([problem], source=SETTING)
         return str(Path(setting).resolve())
     for name in LIBRARIES:
         found = ctypes.util.find_library(name)  # a soname the dynamic loader resolves
