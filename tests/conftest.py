@@ -60,3 +60,17 @@ def datasets_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared datasets not found at {path}; set TUNESMITH_DATASETS")
     return path
+
+
+@pytest.fixture
+def free_port():
+    """Call it for a TCP port free on 127.0.0.1 now, for a torchrun rendezvous (fixed ports
+    collide when two test runs share a machine)."""
+    import socket
+
+    def pick() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    return pick
