@@ -158,7 +158,8 @@ def test_resume_with_other_settings_is_refused(config: Path, capsys) -> None:
     assert main(["train", str(config), "training.max_steps=2"]) == 0
     assert main(["train", str(config), "method.r=8", "--resume"]) == 2
     err = capsys.readouterr().err
-    assert "was trained with other settings (method:" in err and "Traceback" not in err
+    assert "was trained with other settings (method.r: 4 in the checkpoint, 8 now)" in err
+    assert "Traceback" not in err
     assert main(["eval", str(config), "method.name=full"]) == 2
 
 

@@ -144,16 +144,21 @@ def describe(result: dict) -> str:
         f"{hw['efficiency']:.2f}",
         "peak memory:", *parts, f"  {'total':18} {mem['peak_gb']:8.2f} GB{fits}",
         f"steps: {time_['steps_per_epoch']:,}/epoch, {time_['total_steps']:,} in total; "
-        f"{time_['seconds_per_step']:.2f} s/step{_budget(result['run'])}",
+        f"{time_['seconds_per_step']:.2f} s/step{_budget(result)}",
         f"time: {_clock(time_['seconds_per_epoch'])} per epoch, {_clock(time_['total_seconds'])}"
         f" in total ({time_['tokens_per_second']:,.0f} tokens/s)",
         *(f"note: {note}" for note in result.get("notes", [])),
     ])
 
 
-def _budget(run: dict) -> str:
-    tokens = run.get("batch_tokens")
-    return f" (micro-batches of at most {tokens:,} tokens)" if tokens else ""
+def _budget(result: dict) -> str:
+    tokens, longest = result["run"].get("batch_tokens"), result["data"]["longest_example"]
+    if not tokens:
+        return ""
+    if longest > tokens:  # such an example trains alone, in a micro-batch of its own
+        return (f" (micro-batches of at most {tokens:,} tokens; examples up to {longest:,} "
+                "tokens long train alone)")
+    return f" (micro-batches of at most {tokens:,} tokens)"
 
 
 def _clock(seconds: float) -> str:

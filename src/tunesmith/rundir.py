@@ -21,7 +21,9 @@ PACKAGES = ("tunesmith", "torch", "transformers", "peft", "accelerate", "safeten
 
 def package_versions() -> dict[str, str]:
     """Installed versions of the packages a run depends on."""
-    versions = {"python": platform.python_version()}
+    from tunesmith.training.allocator import allocator_in_use
+
+    versions = {"python": platform.python_version(), "allocator": allocator_in_use()}
     for name in PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)

@@ -63,12 +63,28 @@ def test_nothing_installed_means_nothing_changes(monkeypatch, maps):
     assert relaunch_env({}, "linux", maps) is None
 
 
-def test_a_path_setting_must_exist(tmp_path):
+def test_a_path_setting_must_be_an_allocator_library(tmp_path):
     with pytest.raises(ConfigError, match=f"{SETTING}: .*no such file.*auto, system"):
         find_allocator(str(tmp_path / "libnothing.so"))
-    library = tmp_path / "libcustom.so"
-    library.write_bytes(b"")
+    with pytest.raises(ConfigError, match="no such file"):
+        find_allocator(str(tmp_path))  # a folder
+    text = tmp_path / "libtcmalloc.so"
+    text.write_text("not a library")
+    other = tmp_path / "libz.so.1"
+    other.write_bytes(b"\x7fELF" + bytes(60))
+    for path in (text, other):
+        with pytest.raises(ConfigError, match="not a tcmalloc or jemalloc shared library"):
+            find_allocator(str(path))
+    library = tmp_path / "libjemalloc.so.2"
+    library.write_bytes(b"\x7fELF" + bytes(60))
     assert find_allocator(str(library)) == str(library.resolve())
+
+
+def test_a_library_by_name(fake_library, monkeypatch):
+    assert find_allocator(" JEMALLOC ") == fake_library and find_allocator("Auto") == fake_library
+    assert find_allocator("SYSTEM") is None
+    with pytest.raises(ConfigError, match="tcmalloc: not installed"):
+        find_allocator("tcmalloc")
 
 
 def test_a_bad_setting_is_one_line_and_exit_2(tmp_path):
@@ -78,7 +94,7 @@ def test_a_bad_setting_is_one_line_and_exit_2(tmp_path):
                           env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2
     want = (f"tunesmith: error: {SETTING}: {tmp_path / 'missing.so'}: no such file; set it "
-            "to auto, system or the path of libtcmalloc or libjemalloc")
+            "to auto, system, tcmalloc, jemalloc or the path of one of those libraries")
     assert proc.stderr.strip().splitlines() == [want]
 
 
@@ -91,3 +107,9 @@ def test_the_process_really_runs_under_the_library():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=120, check=True).stdout.split()
     assert out and any(k in out[-1] for k in ("tcmalloc", "jemalloc"))
+
+
+def test_the_run_records_its_allocator(tmp_path):
+    from tunesmith.rundir import package_versions
+
+    assert package_versions()["allocator"] == (allocator.loaded_allocator() or "glibc")

@@ -242,7 +242,13 @@ def test_estimate_command_prints_json(tmp_path, toy_dir, write_jsonl) -> None:
                              "--set", "training.batch_tokens=200"], check=False,
                             capture_output=True, text=True)
     assert budget.returncode == 0, budget.stderr[-2000:]
-    assert "micro-batches of at most 200 tokens" in budget.stdout
+    assert "micro-batches of at most 200 tokens)" in budget.stdout
+    tight = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "estimate", str(path),
+                            "--set", "training.batch_tokens=8"], check=False,
+                           capture_output=True, text=True)
+    assert tight.returncode == 0, tight.stderr[-2000:]
+    assert "micro-batches of at most 8 tokens; examples up to " in tight.stdout
+    assert "tokens long train alone)" in tight.stdout
     small = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "estimate", str(path),
                             "--set", "training.batch_tokens=4"], check=False,
                            capture_output=True, text=True)

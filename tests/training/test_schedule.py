@@ -124,5 +124,6 @@ def test_a_checkpoint_remembers_its_budget(tmp_path) -> None:
     saved = _fingerprint(config)
     assert saved["batch"] == [8, 1, 0, 512, True]
     config.training.batch_tokens = 1024
-    with pytest.raises(CheckpointError, match="batch"):
+    with pytest.raises(CheckpointError, match=r"\(training.batch_tokens: 512 in the "
+                                              r"checkpoint, 1024 now\)"):
         check_fingerprint(tmp_path, saved, _fingerprint(config))

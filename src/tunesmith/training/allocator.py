@@ -9,8 +9,9 @@ and makes a step 6-7% faster (docs/training.md).
 
 An allocator must be in place before the process allocates anything, so the CLI re-executes
 itself once with LD_PRELOAD set (same PID, same arguments). TUNESMITH_ALLOCATOR chooses:
-`auto` (default: tcmalloc, then jemalloc, if installed), `system` (glibc's malloc), or the
-path of a library.
+`auto` (default: tcmalloc, then jemalloc, if installed), `system` (glibc's malloc),
+`tcmalloc` or `jemalloc` (that one, or an error if it is not installed), or the path of one
+of those libraries. The run folder's versions.json records the allocator a run used.
 """
 
 from __future__ import annotations
@@ -46,20 +47,33 @@ def loaded_allocator(maps: Path = Path("/proc/self/maps")) -> str | None:
 
 
 def find_allocator(setting: str) -> str | None:
-    """The library to preload for `setting` (auto, system or a path); None for none."""
-    if setting == "system":
+    """The library to preload for `setting`: auto, system, tcmalloc, jemalloc or the path of
+    one of those libraries; None for glibc's malloc."""
+    choice = setting.strip()
+    if choice.lower() == "system":
         return None
-    if setting != "auto":
-        if not Path(setting).is_file():
-            problem = (f"{setting}: no such file; set it to auto, system or the path of "
-                       "libtcmalloc or libjemalloc")
+    if choice.lower() in ("auto", "tcmalloc", "jemalloc"):
+        wanted = [n for n in LIBRARIES if choice.lower() in ("auto", n.split("_")[0])]
+        found = next((f for f in map(ctypes.util.find_library, wanted) if f), None)
+        if found is None and choice.lower() != "auto":
+            problem = (f"{choice}: not installed (Debian/Ubuntu: apt install "
+                       "libtcmalloc-minimal4 or libjemalloc2); or set auto or system")
             raise ConfigError([problem], source=SETTING)
-        return str(Path(setting).resolve())
-    for name in LIBRARIES:
-        found = ctypes.util.find_library(name)  # a soname the dynamic loader resolves
-        if found:
-            return found
-    return None
+        return found  # a soname the dynamic loader resolves
+    return _checked_path(Path(choice))
+
+
+def _checked_path(path: Path) -> str:
+    """The resolved path of a tcmalloc or jemalloc shared library, or a ConfigError."""
+    fix = "set it to auto, system, tcmalloc, jemalloc or the path of one of those libraries"
+    if not path.is_file():
+        raise ConfigError([f"{path}: no such file; {fix}"], source=SETTING)
+    with path.open("rb") as handle:
+        elf = handle.read(4) == b"\x7fELF"
+    if not elf or not any(k in path.name for k in KNOWN):
+        raise ConfigError([f"{path}: not a tcmalloc or jemalloc shared library; {fix}"],
+                          source=SETTING)
+    return str(path.resolve())
 
 
 def relaunch_env(environ: Mapping[str, str], platform: str = sys.platform,
@@ -86,3 +100,8 @@ def relaunch_with_allocator() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+def allocator_in_use() -> str:
+    """The allocator of this process, for the run's records: a library name or glibc."""
+    return loaded_allocator() or "glibc"

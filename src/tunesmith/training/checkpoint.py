@@ -99,14 +99,38 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return done[-1] if done else None
 
 
+# The config keys behind each position of a fingerprint's lists (tunesmith.pipeline)
+FINGERPRINT_FIELDS = {
+    "method": ("method.name", "method.r", "method.alpha", "method.target_modules",
+               "method.modules_to_save", "method.quantization", "method.double_quant"),
+    "batch": ("training.batch_size", "training.grad_accum", "training.seed",
+              "training.batch_tokens", "training.packing"),
+}
+
+
+def _differences(key: str, saved: Any, current: Any) -> list[str]:
+    """'name: X in the checkpoint, Y now' for each setting behind `key` that changed."""
+    names = FINGERPRINT_FIELDS.get(key)
+    if names and isinstance(saved, list) and isinstance(current, list):
+        out = []
+        for i, name in enumerate(names):
+            was = saved[i] if i < len(saved) else None
+            now = current[i] if i < len(current) else None
+            if was != now:
+                out.append(f"{name}: {was!r} in the checkpoint, {now!r} now")
+        if out:
+            return out
+    return [f"{key}: {saved!r} in the checkpoint, {current!r} now"]
+
+
 def check_fingerprint(path: Path, saved: dict[str, Any] | None, current: dict[str, Any]) -> None:
     """Refuse a checkpoint written by a different method or data than the current config."""
     if saved is None:
         return
     changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if changed:
-        detail = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, config {current.get(k)!r}"
-                           for k in changed)
+        detail = "; ".join(d for k in changed
+                           for d in _differences(k, saved.get(k), current.get(k)))
         raise CheckpointError(f"{path} was trained with other settings ({detail}); use the "
                               "same config or a new output_dir")
 
