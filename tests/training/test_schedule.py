@@ -127,3 +127,16 @@ def test_a_checkpoint_remembers_its_budget(tmp_path) -> None:
     with pytest.raises(CheckpointError, match=r"\(training.batch_tokens: 512 in the "
                                               r"checkpoint, 1024 now\)"):
         check_fingerprint(tmp_path, saved, _fingerprint(config))
+
+
+def test_a_budget_holding_the_whole_set_warns(caplog) -> None:
+    lengths = [10, 20, 30]
+    with caplog.at_level("WARNING", logger="tunesmith"):
+        schedule = schedule_for(lengths, TrainingConfig(batch_tokens=60, epochs=2), 1)
+    assert schedule.total_steps() == 2
+    assert "holds the whole training set (60 tokens): each epoch is a single optimizer step" \
+        in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tunesmith"):
+        schedule_for(lengths, TrainingConfig(batch_tokens=59), 1)
+    assert "whole training set" not in caplog.text

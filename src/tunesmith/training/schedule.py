@@ -139,4 +139,8 @@ def schedule_for(lengths: list[int], cfg: TrainingConfig, world: int) -> Schedul
     if over:
         logger.info("%d examples are longer than training.batch_tokens=%d; each trains in a "
                     "micro-batch of its own", over, cfg.batch_tokens)
+    if cfg.batch_tokens * world >= sum(lengths):
+        logger.warning("training.batch_tokens=%d holds the whole training set (%d tokens%s): "
+                       "each epoch is a single optimizer step", cfg.batch_tokens, sum(lengths),
+                       f" over {world} processes" if world > 1 else "")
     return BudgetSchedule(lengths, cfg, world)
