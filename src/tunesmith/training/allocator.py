@@ -5,7 +5,7 @@ what they free: every step has other sequence lengths, so the freed blocks rarel
 step's tensors, and the process holds hundreds of MB more than it uses. tcmalloc and jemalloc
 reuse blocks by size class instead. On the default model (Banking77, 2 threads) tcmalloc
 lowers full fine-tuning's peak RSS from about 3.4 GB to 3.0 GB and LoRA's from 2.0 to 1.75 GB,
-and makes a step 6-7% faster (docs/training.md).
+and makes a step 6-10% faster (docs/training.md).
 
 An allocator must be in place before the process allocates anything, so the CLI re-executes
 itself once with LD_PRELOAD set (same PID, same arguments). TUNESMITH_ALLOCATOR chooses:
