@@ -40,6 +40,29 @@ def test_broken_json_line_is_reported_with_its_line(write_jsonl) -> None:
     assert "found a list" in result.rejects[1].reason
 
 
+def test_a_line_that_is_not_utf8_rejects_its_row_only(tmp_path: Path) -> None:
+    latin1 = ROW2.replace("even", "\u00e9ven").encode("latin-1")  # one byte 0xE9
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(f"{ROW1}\n".encode() + latin1 + f"\n{ROW1}\n".encode())
+    result = load_conversations(path)
+    assert len(result.conversations) == 2
+    assert [(r.ref.line, r.rule) for r in result.rejects] == [(2, "BrokenRow")]
+    byte = ROW2.index("even")
+    assert f"line 2 is not valid UTF-8 (byte {byte} of the line)" in result.rejects[0].reason
+    assert "\\xe9ven" in result.rejects[0].row  # the byte is kept, escaped
+    csv_path = tmp_path / "mixed.csv"
+    csv_path.write_bytes(b'text,category\nhi,greet\n"caf\xe9\nbar",drink\nbye,leave\n')
+    rows = list(read_rows(csv_path))
+    assert [(r.ref.line, r.value) for r in rows] == [
+        (2, {"text": "hi", "category": "greet"}), (3, None),
+        (5, {"text": "bye", "category": "leave"})]
+    assert rows[1].error.startswith("line 3 is not valid UTF-8 (byte 4")
+    utf16 = tmp_path / "wide.jsonl"
+    utf16.write_bytes(f"{ROW1}\n".encode("utf-16"))
+    with pytest.raises(DataError, match="UTF-16; re-save it as UTF-8"):
+        list(read_rows(utf16))
+
+
 def test_csv_with_quoted_newlines_keeps_line_numbers(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text('text,category\n"\nHow do I unblock my PIN?",pin_blocked\nhi,greet\n')

@@ -78,11 +78,12 @@ def read_rows(path: str | Path, notes: ReadNotes | None = None) -> Iterator[RawR
 
 def _read_text_rows(path: Path, fmt: str, notes: ReadNotes) -> Iterator[RawRow]:
     with path.open("rb") as handle:
-        lines = _lines(handle, path, notes)
+        bad: dict[int, int] = {}  # line number -> first byte that is not UTF-8
+        lines = _lines(handle, path, notes, bad)
         if fmt == "jsonl":
-            yield from _read_jsonl(path, lines, notes)
+            yield from _read_jsonl(path, lines, notes, bad)
         else:
-            yield from _read_csv(path, lines, "\t" if fmt == "tsv" else ",")
+            yield from _read_csv(path, lines, "\t" if fmt == "tsv" else ",", bad)
 
 
 def _skip_bom(handle: IO[bytes], path: Path, notes: ReadNotes) -> IO[bytes]:
@@ -93,26 +94,46 @@ def _skip_bom(handle: IO[bytes], path: Path, notes: ReadNotes) -> IO[bytes]:
     return handle
 
 
-def _lines(handle: IO[bytes], path: Path, notes: ReadNotes) -> Iterator[str]:
-    """Decoded lines ending in LF (CRLF converted, noted once); bad UTF-8 names its line."""
+def _lines(handle: IO[bytes], path: Path, notes: ReadNotes,
+           bad: dict[int, int]) -> Iterator[str]:
+    """Decoded lines ending in LF (CRLF converted, noted once). A line that is not UTF-8 is
+    decoded with its bad bytes written as \\xNN escapes and recorded in `bad`, so its row is
+    rejected with the reason instead of stopping the file."""
     crlf = False
+    if handle.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+        raise DataError(f"{path}: the file is UTF-16; re-save it as UTF-8")
+    handle.seek(0)
     for number, raw in enumerate(_skip_bom(handle, path, notes), start=1):
         if raw.endswith(b"\r\n"):
             raw, crlf = raw[:-2] + b"\n", True
         try:
             yield raw.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise DataError(f"{path}:{number}: not valid UTF-8 (byte {err.start} of the line); "
-                            "re-save the file as UTF-8") from None
+            bad[number] = err.start
+            yield raw.decode("utf-8", errors="backslashreplace")
     if crlf:
         notes.fixes.append(f"{path}: converted CRLF line endings")
 
 
-def _read_jsonl(path: Path, lines: Iterator[str], notes: ReadNotes) -> Iterator[RawRow]:
+def _not_utf8(bad: dict[int, int], numbers: list[int]) -> str | None:
+    """The rejection reason when any of a row's lines is not UTF-8, else None."""
+    for number in numbers:
+        if number in bad:
+            return (f"line {number} is not valid UTF-8 (byte {bad[number]} of the line); "
+                    "re-save the file as UTF-8")
+    return None
+
+
+def _read_jsonl(path: Path, lines: Iterator[str], notes: ReadNotes,
+                bad: dict[int, int]) -> Iterator[RawRow]:
     blank = 0
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             blank += 1
+            continue
+        error = _not_utf8(bad, [number])
+        if error:
+            yield RawRow(RowRef(str(path), number), None, error, line.strip())
             continue
         yield _parse_json_object(RowRef(str(path), number), line.strip())
     if blank > 0:
@@ -153,12 +174,15 @@ class _Replay:
         return item[1]
 
 
-def _read_csv(path: Path, lines: Iterator[str], delimiter: str) -> Iterator[RawRow]:
+def _read_csv(path: Path, lines: Iterator[str], delimiter: str,
+              bad: dict[int, int]) -> Iterator[RawRow]:
     source = _Replay(lines)
     reader = csv.reader(source, delimiter=delimiter)
     header = next(reader, None)
     if header is None:
         return
+    if _not_utf8(bad, [number for number, _ in source.taken]):
+        raise DataError(f"{path}: the header line is not valid UTF-8; re-save the file as UTF-8")
     while True:
         source.taken = []
         row = next(reader, None)
@@ -172,6 +196,10 @@ def _read_csv(path: Path, lines: Iterator[str], delimiter: str) -> Iterator[RawR
             yield RawRow(ref, None, _quote_error(taken), taken[0][1].rstrip("\n"))
             continue
         if not any(cell.strip() for cell in row):
+            continue
+        error = _not_utf8(bad, [number for number, _ in taken])
+        if error:
+            yield RawRow(ref, None, error, "".join(line for _, line in taken).rstrip("\n"))
             continue
         if len(row) != len(header):
             error = f"expected {len(header)} columns ({', '.join(header)}), found {len(row)}"
