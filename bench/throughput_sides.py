@@ -104,7 +104,8 @@ def tunesmith_config(spec: dict[str, Any], out_dir: Path) -> Any:
 
     fixed = [f"output_dir={out_dir}", f"training.threads={THREADS}",
              "training.eval_every=0", "training.save_every=0", "training.grad_accum=1",
-             "training.gradient_checkpointing=false", "model.dtype=float32"]
+             "training.gradient_checkpointing=false", "model.dtype=float32",
+             f"training.mixed_precision={'bf16' if spec.get('precision') == 'bf16' else 'no'}"]
     return load_config(None, [*spec["overrides"], *fixed, *spec.get("tunesmith_set", [])])
 
 
@@ -236,7 +237,8 @@ def prepare_trl_inputs(spec: dict[str, Any]) -> dict[str, Any]:
 
 def trl_config(settings: dict[str, Any], spec: dict[str, Any], out_dir: Path,
                total: int) -> Any:
-    """SFTConfig matching tunesmith's optimizer, schedule and batch; fp32, no checkpointing."""
+    """SFTConfig matching tunesmith's optimizer, schedule and batch; fp32 (or bf16 autocast
+    with --precision bf16), no checkpointing."""
     from trl import SFTConfig
 
     s = settings
@@ -249,7 +251,8 @@ def trl_config(settings: dict[str, Any], spec: dict[str, Any], out_dir: Path,
                                                                    s["schedule"]),
         warmup_steps=round(s["warmup_ratio"] * total), max_steps=total,
         max_grad_norm=s["max_grad_norm"] or 0.0, optim="adamw_torch", seed=s["seed"],
-        bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True,
+        bf16=spec.get("precision") == "bf16", fp16=False, gradient_checkpointing=False,
+        use_cpu=True,
         logging_steps=1, save_strategy="no", eval_strategy="no", report_to="none",
         disable_tqdm=True, dataloader_num_workers=0,
         max_length=None if fitted else s["max_length"],

@@ -43,6 +43,10 @@ query-key pair forward, three times that with the backward). Padding earns nothi
     python bench/train_throughput.py --dataset dolly --method full --json out.json
     python bench/train_throughput.py --tunesmith-set training.packing=true
 
+With `--precision bf16` both sides train under bf16 autocast (float32 weights, bf16 matrix
+products: tunesmith's `training.mixed_precision: bf16`, TRL's `bf16=True`), on a CPU that
+computes bf16 natively (AMX); MFU is then against the bf16 matmul peak, measured the same way.
+
 Datasets come from $TUNESMITH_DATASETS (banking77/, dolly-prompt-response/).
 """
 
@@ -74,10 +78,11 @@ DATASETS = {
 }
 
 
-def measure_peak(size: int = 4096, repeats: int = 5) -> float:
-    """Best fp32 matmul rate (FLOP/s) of `torch.mm` on square matrices, 2 threads."""
+def measure_peak(precision: str = "fp32", size: int = 4096, repeats: int = 5) -> float:
+    """Best matmul rate (FLOP/s) of `torch.mm` on square fp32 or bf16 matrices, 2 threads."""
     torch.set_num_threads(THREADS)
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     torch.mm(a, b)  # warm-up: first call allocates and picks the kernel
     best = float("inf")
     for _ in range(repeats):
@@ -171,6 +176,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-length", type=int, default=None, help="default: per dataset")
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: both sides under bf16 autocast (a CPU with native bf16)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--steps", type=int, default=8, help="timed steps")
     p.add_argument("--loss-steps", type=int, default=50, help="steps of the loss curve")
@@ -204,6 +211,7 @@ def run_rows(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     timed = args.warmup + args.steps
     longest = max(timed, args.loss_steps if "loss" in wanted else 0)
     spec = {"overrides": base_overrides(args), "tunesmith_set": args.tunesmith_set,
+            "precision": args.precision,
             "trl_inputs": str(tmp / "trl_inputs.json")}
     jobs = {
         "prepare": ("prepare", {**spec, "replay_steps": args.loss_steps}),
@@ -234,9 +242,11 @@ def ratio(a: Any, b: Any) -> str:
     return f"{a / b:.2f}x" if isinstance(a, float) and isinstance(b, float) and b else "-"
 
 
-def table(rows: dict[str, dict[str, Any]], peak: float, gap: dict[str, Any] | None) -> str:
+def table(rows: dict[str, dict[str, Any]], peak: float, gap: dict[str, Any] | None,
+          precision: str = "fp32") -> str:
     """The Markdown table printed at the end."""
-    lines = [f"fp32 matmul peak (torch.mm 4096, {THREADS} threads): {peak / 1e9:.1f} GFLOP/s", "",
+    lines = [(f"{precision} matmul peak (torch.mm 4096, {THREADS} threads): "
+              f"{peak / 1e9:.1f} GFLOP/s"), "",
              ("| row | supervised tok/s | real tok/s | padding | MFU | peak RSS MiB | "
               "vs TRL tok/s | vs TRL RSS | allocator |"), "|---|---|---|---|---|---|---|---|---|"]
     ref = rows.get("trl", {})
@@ -262,16 +272,16 @@ def table(rows: dict[str, dict[str, Any]], peak: float, gap: dict[str, Any] | No
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("TUNESMITH_DATASETS", str(ROOT.parent / "shared" / "datasets"))
-    peak = measure_peak()
+    peak = measure_peak(args.precision)
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         raw = run_rows(args, Path(tmp))
     # the best of two measurements, before and after: a busy moment lowers one, not both
-    peak = max(peak, measure_peak())
+    peak = max(peak, measure_peak(args.precision))
     summary = {name: summarise(r, (args.warmup, args.steps), peak, args.method == "full")
                for name, r in raw.items() if name not in ("loss", "prepare")}
     gap = loss_gap(raw["tunesmith"], raw["loss"], args.loss_steps) \
         if "loss" in raw and "tunesmith" in raw else None
-    print(table(summary, peak, gap))
+    print(table(summary, peak, gap, args.precision))
     if args.json:
         payload = {"args": {k: str(v) if isinstance(v, Path) else v
                             for k, v in vars(args).items()},

@@ -22,6 +22,15 @@ def test_overrides_and_yaml_numbers(tmp_path: Path) -> None:
     assert config.method.r == 8 and config.data.train == ["a.jsonl"]
 
 
+def test_a_bare_no_is_the_word_where_the_choices_name_it(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  mixed_precision: no\n")  # YAML 1.1: false
+    assert load_config(path).training.mixed_precision == "no"
+    assert load_config(None, ["training.mixed_precision=off"]).training.mixed_precision == "no"
+    with pytest.raises(ConfigError, match="training.packing: expected"):
+        load_config(None, ["training.packing=fast"])  # booleans stay booleans
+
+
 def test_dataset_variable_is_expanded(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "c.yaml"
     path.write_text('data:\n  train: ["${TUNESMITH_DATASETS:-../d}/x.csv"]\n')

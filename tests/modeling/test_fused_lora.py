@@ -184,3 +184,46 @@ def test_norms_computing_something_else_keep_their_forward() -> None:
     norm = OffsetRMSNorm()
     assert fuse_rmsnorms(nn.Sequential(norm)) == 0
     assert not isinstance(norm, FusedRMSNormMixin)
+
+
+def test_fused_lora_under_bf16_autocast_matches_peft_under_autocast(monkeypatch) -> None:
+    from tunesmith.modeling.precision import COPIES
+
+    plain, fused, _ = _peft_pair()
+    x = torch.randn(3, 5, 24)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (out_f, dx_f, g_f), calls = _counted(fused, x, monkeypatch)
+        out_p, dx_p, g_p = _grads(plain, x)
+    assert calls == 2 and out_f.dtype == out_p.dtype == torch.bfloat16
+    exact = _grads(plain, x)  # float32: both bf16 paths are this close to it
+    for got, want in ((out_f, exact[0]), (dx_f, exact[1]), (out_p, exact[0])):
+        assert _close(got.float(), want, 2e-2)
+    for name in g_p:
+        assert g_f[name].dtype == torch.float32  # adapters keep their dtype
+        assert _close(g_f[name], g_p[name].float(), 3e-2), name
+    # the frozen base weights were cast once and kept for the next step
+    layer = fused.base_model.model[0]
+    copies = layer.__dict__[COPIES]
+    assert [c[2].dtype for c in copies.values()] == [torch.bfloat16, torch.bfloat16]
+
+
+def test_packed_attention_takes_mixed_dtypes(monkeypatch) -> None:
+    from tunesmith.modeling.attention import PackedCausalAttention, varlen_attention
+
+    seen = []
+    original = PackedCausalAttention.apply
+    monkeypatch.setattr(PackedCausalAttention, "apply",
+                        lambda *a: seen.append({t.dtype for t in a[:3]}) or original(*a))
+
+    class Module:
+        is_causal, training = True, True
+
+    q = torch.randn(1, 4, 6, 8)
+    k, v = torch.randn(1, 2, 6, 8), torch.randn(1, 2, 6, 8)
+    positions = torch.tensor([[0, 1, 2, 0, 1, 2]])
+    want, _ = varlen_attention(Module(), q, k, v, None, position_ids=positions)
+    # under bf16 autocast RoPE gives float32 q and k while v stays bf16
+    got, _ = varlen_attention(Module(), q, k, v.bfloat16(), None, position_ids=positions)
+    assert got.dtype == torch.float32
+    assert _close(got, want, 1e-2)
+    assert seen == [{torch.float32}, {torch.float32}]  # the kernel gets one dtype

@@ -189,3 +189,32 @@ def test_overtraining_warning_ignores_noise() -> None:
     message = overtraining_warning([(10, 0.50), (20, 0.40), (30, 0.43)])
     assert message is not None
     assert "rose from 0.4000 to 0.4300 at step 30 (best 0.4000 at step 20)" in message
+
+
+def test_bf16_training_on_a_cpu_with_native_bf16(toy_dir, examples, tmp_path,
+                                                 monkeypatch) -> None:
+    from tunesmith.modeling import precision
+    from tunesmith.modeling.fused_lora import LoraLinearFunction
+
+    if not precision.cpu_has_fast_half("bfloat16"):
+        pytest.skip("this CPU has no native bf16 (AMX or AVX512-BF16)")
+    dtypes = []
+    original = LoraLinearFunction.apply
+    monkeypatch.setattr(LoraLinearFunction, "apply",
+                        lambda *a: dtypes.append(a[0].dtype) or original(*a))
+    runs = {}
+    for mixed in ("no", "bf16"):
+        method = LoraMethod(LoraSettings(r=4, alpha=8))
+        torch.manual_seed(0)
+        model = method.prepare(_toy(toy_dir))
+        cfg = TrainingConfig(epochs=4, batch_size=2, lr=1e-2, save_every=0, eval_every=0,
+                             warmup_ratio=0.0, mixed_precision=mixed, packing=True)
+        out = tmp_path / mixed
+        train(TrainInputs(model, method, examples, [], 2, out), cfg)
+        runs[mixed] = list(_losses(out).values())
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        assert not any(precision.COPIES in m.__dict__ for m in model.modules())  # released
+    assert torch.bfloat16 in dtypes and torch.float32 in dtypes  # fused in both runs
+    fp32, bf16 = runs["no"], runs["bf16"]
+    assert len(fp32) == len(bf16) == 8 and bf16[-1] < bf16[0]
+    assert bf16 == pytest.approx(fp32, rel=1e-3)  # bf16 products, float32 weights (~5e-5)

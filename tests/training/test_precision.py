@@ -47,6 +47,30 @@ def test_mixed_precision_is_float32_on_cpu(slow_cpu, caplog) -> None:
     assert "ignored" in caplog.text
 
 
+def test_bf16_is_honoured_on_a_cpu_with_native_bf16(slow_cpu, monkeypatch, caplog) -> None:
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert precision.resolve_mixed_precision("bf16") == "bf16"
+    with caplog.at_level(logging.INFO, logger="tunesmith"):
+        assert precision.resolve_mixed_precision("auto") == "no"  # same numbers on every CPU
+        assert precision.resolve_mixed_precision("fp16") == "no"
+    assert "training.mixed_precision: bf16" in caplog.text
+    assert "fp16 ignored on CPU" in caplog.text
+
+
+def test_frozen_copy_is_cast_once_and_again_after_a_change() -> None:
+    owner = torch.nn.Linear(4, 3)
+    weight = owner.weight.detach()
+    first = precision.frozen_copy(owner, weight, torch.bfloat16)
+    assert first.dtype == torch.bfloat16 and torch.equal(first, weight.to(torch.bfloat16))
+    assert precision.frozen_copy(owner, weight, torch.bfloat16) is first
+    assert precision.frozen_copy(owner, weight, torch.float32) is weight
+    weight.add_(1.0)  # merged or edited in place: the copy is stale
+    again = precision.frozen_copy(owner, weight, torch.bfloat16)
+    assert again is not first and torch.equal(again, weight.to(torch.bfloat16))
+    precision.release_copies(torch.nn.Sequential(owner))
+    assert precision.COPIES not in owner.__dict__
+
+
 @pytest.mark.parametrize(("bf16", "expected"), [(True, "bf16"), (False, "no")])
 def test_auto_mixed_precision_follows_the_gpu(monkeypatch, bf16, expected) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -118,11 +118,14 @@ def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
 
 
 def _check_value(key: str, value: Any, hint: Any, meta: Any, problems: list[str]) -> Any:
+    choices = meta.get("choices")
+    word = {False: "no", True: "yes"}.get(value) if isinstance(value, bool) else None
+    if hint is str and choices and word in choices:
+        value = word  # YAML reads a bare `no` (or `off`) as false: mixed_precision: no
     value, ok = _coerce(value, hint)
     if not ok:
         problems.append(f"{key}: expected {_type_name(hint)}, found {value!r}")
         return value
-    choices = meta.get("choices")
     if choices and value is not None and value not in choices:
         problems.append(f"{key}: expected one of {', '.join(map(str, choices))}, found {value!r}")
     minimum, maximum = meta.get("minimum"), meta.get("maximum")

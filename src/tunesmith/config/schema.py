@@ -96,8 +96,9 @@ class TrainingConfig:
     fused_layers: bool = opt(True, "LoRA linear layers and SwiGLU MLPs as single autograd "
                              "functions (same result; fewer passes, less saved memory); "
                              "false = PEFT's and transformers' own forward")
-    mixed_precision: str = opt("auto", "GPU mixed precision: auto = bf16 where the GPU "
-                               "supports it, else no; always no (float32) on CPU",
+    mixed_precision: str = opt("auto", "mixed precision: auto = bf16 where the GPU "
+                               "supports it, else no; on CPU auto = no (float32), bf16 "
+                               "honoured where the CPU computes it natively (AMX)",
                                ("auto", "no", "bf16", "fp16"))
     early_stopping_patience: int | None = opt(
         None, "stop after N evaluations without an eval-loss improvement; null = off",

@@ -11,19 +11,23 @@ accumulated into the base product in place (`addmm_`, the scaling folded into th
     dA  = (s * g B)^T x              [r, in]
     dx  = g W + (s * g B) A          [N, in]
 
-Same result as PEFT's forward to float rounding; same saved tensors (x and x A^T). Layers
-this does not cover (DoRA, dropout, several adapters, quantized or trainable base weights,
-autocast) keep PEFT's forward.
+Same result as PEFT's forward to float rounding; same saved tensors (x and x A^T). Under
+autocast (bf16 mixed precision) the function runs on x, W, A and B cast to the autocast
+dtype, as autocast would run PEFT's products, and the adapters' gradients come back in
+their own dtype. Layers this does not cover (DoRA, dropout, several adapters, quantized or
+trainable base weights) keep PEFT's forward.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch import nn
 
 from tunesmith.modeling.mixins import add_mixin
+from tunesmith.modeling.precision import autocast_dtype, frozen_copy
 
 
 class LoraLinearFunction(torch.autograd.Function):
@@ -66,10 +70,8 @@ def _plain_adapter(layer: Any, args: tuple, kwargs: dict) -> str | None:
         return None
     if not isinstance(layer.lora_dropout[name], nn.Identity):
         return None
-    if torch.is_autocast_enabled(base.weight.device.type):
-        return None
     a = layer.lora_A[name].weight
-    return name if a.dtype == base.weight.dtype else None
+    return name if a.dtype == base.weight.dtype or autocast_dtype(a.device.type) else None
 
 
 class FusedLoraMixin:
@@ -77,12 +79,19 @@ class FusedLoraMixin:
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         name = _plain_adapter(self, args, kwargs)
-        if name is None or x.dtype != self.lora_A[name].weight.dtype:
+        if name is None:
             return super().forward(x, *args, **kwargs)
         base = self.get_base_layer()
-        flat = x.reshape(-1, x.shape[-1])  # [N, in]
-        y = LoraLinearFunction.apply(flat, base.weight, base.bias, self.lora_A[name].weight,
-                                     self.lora_B[name].weight, float(self.scaling[name]))
+        tensors = [x.reshape(-1, x.shape[-1]), base.weight, base.bias,  # x: [N, in]
+                   self.lora_A[name].weight, self.lora_B[name].weight]
+        dtype = autocast_dtype(base.weight.device.type)
+        if dtype is None and x.dtype != tensors[3].dtype:
+            return super().forward(x, *args, **kwargs)
+        if dtype is not None:
+            tensors = [frozen_copy(self, t, dtype) if 0 < i < 3 else t.to(dtype)
+                       for i, t in enumerate(tensors)]
+        with torch.autocast(base.weight.device.type, enabled=False) if dtype else nullcontext():
+            y = LoraLinearFunction.apply(*tensors, float(self.scaling[name]))
         return y.view(*x.shape[:-1], y.shape[-1])
 
 

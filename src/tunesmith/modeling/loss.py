@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from tunesmith.modeling.precision import autocast_dtype, frozen_copy
+
 IGNORE_INDEX = -100  # the label of a masked position, as in tunesmith.formatting
 
 
@@ -120,8 +122,18 @@ class SupervisedLoss(nn.Module):
         ).last_hidden_state  # [B, T, H]
         keep = labels != IGNORE_INDEX  # labels are pre-shifted: labels[t] follows input t
         if self.chunk_rows:
-            loss = chunked_cross_entropy(hidden[keep], self.head.weight, labels[keep],
-                                         self.chunk_rows)
+            hidden, weight = hidden[keep], self.head.weight
+            dtype = autocast_dtype(hidden.device.type)
+            if dtype is None:
+                return chunked_cross_entropy(hidden, weight, labels[keep],
+                                             self.chunk_rows), keep.sum()
+            # as autocast would: the products in its dtype, the head cast once per step
+            # (or once per run while it is frozen), the softmax in float32
+            weight = weight.to(dtype) if weight.requires_grad else frozen_copy(
+                self.head, weight, dtype)
+            with torch.autocast(hidden.device.type, enabled=False):
+                loss = chunked_cross_entropy(hidden.to(dtype), weight, labels[keep],
+                                             self.chunk_rows)
             return loss, keep.sum()
         logits = self.head(hidden[keep]).float()  # [N, V], N = supervised tokens
         loss = nn.functional.cross_entropy(logits, labels[keep], reduction="sum")

@@ -1,17 +1,21 @@
 """Pick numeric precision: warn about slow half precision on CPU, choose mixed precision.
 
 On a CPU without native bf16/fp16 instructions (no AVX512-BF16 or AMX), half-precision
-matmuls fall back to slow paths: training runs about 30x slower than in float32.
+matmuls fall back to slow paths: training runs about 30x slower than in float32. A CPU with
+AMX computes bf16 matrix products several times faster than float32 ones (5-6x measured on a
+2-vCPU Xeon), so bf16 mixed precision is honoured there when asked for.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 HALF_DTYPES = ("bfloat16", "float16")
 MIXED_PRECISIONS = ("auto", "no", "bf16", "fp16")
+COPIES = "_tunesmith_half_copies"  # module attribute holding frozen_copy's casts
 
 
 def cpu_has_fast_half(dtype: str) -> bool:
@@ -45,19 +49,58 @@ def gpu_supports_bf16() -> bool:
 def resolve_mixed_precision(setting: str) -> str:
     """Return accelerate's mixed_precision for a config value: no, bf16 or fp16.
 
-    auto means bf16 on a GPU that supports it and no (float32) everywhere else; on CPU
-    every setting becomes no, with a warning when half precision was asked for.
+    On a GPU, auto means bf16 where the GPU supports it, else no (float32). On a CPU, bf16
+    is used when asked for and the CPU computes bf16 natively; fp16, and bf16 on a CPU
+    without it, fall back to no with a warning. auto stays float32 on CPUs, so a run gives
+    the same numbers on every CPU; a CPU with native bf16 gets a line naming the option.
     """
     import torch
 
     if setting not in MIXED_PRECISIONS:
         raise ValueError(f"mixed precision {setting!r}: expected one of {MIXED_PRECISIONS}")
-    if not torch.cuda.is_available():
-        if setting in ("bf16", "fp16"):
-            logger.warning("training.mixed_precision %s ignored: no GPU; a CPU without "
-                           "native half precision runs it about 30x slower, so training "
-                           "stays float32", setting)
-        return "no"
-    if setting == "auto":
-        return "bf16" if gpu_supports_bf16() else "no"
-    return setting
+    if torch.cuda.is_available():
+        if setting == "auto":
+            return "bf16" if gpu_supports_bf16() else "no"
+        return setting
+    fast_bf16 = cpu_has_fast_half("bfloat16")
+    if setting == "bf16" and fast_bf16:
+        return "bf16"
+    if setting == "fp16":
+        logger.warning("training.mixed_precision fp16 ignored on CPU (no loss scaling there); "
+                       "training stays float32%s", "; this CPU has native bf16: set "
+                       "training.mixed_precision: bf16" if fast_bf16 else "")
+    elif setting == "bf16":
+        logger.warning("training.mixed_precision bf16 ignored: this CPU has no native bf16 "
+                       "(AMX or AVX512-BF16) and would run it about 30x slower, so training "
+                       "stays float32")
+    elif setting == "auto" and fast_bf16:
+        logger.info("this CPU computes bf16 natively: training.mixed_precision: bf16 runs the "
+                    "matrix products in bf16, several times faster (auto keeps float32)")
+    return "no"
+
+
+def autocast_dtype(device: str) -> Any:
+    """The dtype autocast computes matrix products in on `device`, or None when it is off."""
+    import torch
+
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+
+
+def frozen_copy(owner: Any, tensor: Any, dtype: Any) -> Any:
+    """`tensor` (a frozen weight of module `owner`) in `dtype`, cast once and kept on `owner`
+    while the tensor is unchanged. Autocast recasts weights that do not require gradients at
+    every call, a pass over all of them per step; `release_copies` drops the copies."""
+    if tensor is None or tensor.dtype == dtype:
+        return tensor
+    copies = owner.__dict__.setdefault(COPIES, {})
+    key = (id(tensor), dtype)
+    held = copies.get(key)
+    if held is None or held[0] is not tensor or held[1] != tensor._version:
+        held = copies[key] = (tensor, tensor._version, tensor.detach().to(dtype))
+    return held[2]
+
+
+def release_copies(model: Any) -> None:
+    """Drop the copies `frozen_copy` kept on `model`'s modules."""
+    for module in model.modules():
+        module.__dict__.pop(COPIES, None)

@@ -68,7 +68,8 @@ class LeanSwiGLUMixin:
         if not torch.is_grad_enabled():
             return super().forward(x)
         gate, up, down = self.gate_proj(x), self.up_proj(x), self.down_proj
-        if type(down) is nn.Linear and down.bias is None and down.weight.requires_grad:
+        if type(down) is nn.Linear and down.bias is None and down.weight.requires_grad \
+                and not torch.is_autocast_enabled(x.device.type):
             return SwiGLUDownFunction.apply(gate, up, down.weight)
         return down(SwiGLUFunction.apply(gate, up))
 

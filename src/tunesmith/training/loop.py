@@ -24,7 +24,7 @@ from tunesmith.formatting.chat import IGNORE_INDEX, EncodedExample
 from tunesmith.modeling.attention import restore_attention, use_varlen_attention
 from tunesmith.modeling.fused_lora import fuse_lora_layers
 from tunesmith.modeling.loss import SupervisedLoss, mean_token_loss
-from tunesmith.modeling.precision import resolve_mixed_precision
+from tunesmith.modeling.precision import release_copies, resolve_mixed_precision
 from tunesmith.modeling.rmsnorm import fuse_rmsnorms
 from tunesmith.modeling.rotary import restore_rotary, use_fused_rotary
 from tunesmith.modeling.swiglu import lean_swiglu_layers
@@ -176,6 +176,17 @@ def _adamw(params: list[torch.nn.Parameter], cfg: TrainingConfig) -> torch.optim
                              fused=fused or None)
 
 
+def _forget_other_precision(mixed: str) -> None:
+    """Let this run's Accelerator take `mixed` when an earlier run in the same process set
+    another one: accelerate keeps one process-wide state and refuses a change. The
+    distributed state (process group, ranks) is kept."""
+    from accelerate.state import AcceleratorState
+
+    current = AcceleratorState._shared_state.get("_mixed_precision")
+    if current is not None and str(current) != mixed:
+        AcceleratorState._reset_state()
+
+
 def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
     """Build optimizer, schedule and accelerator; restore the last checkpoint if resuming."""
     from accelerate import Accelerator
@@ -185,8 +196,9 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
     check_cpu_fsdp_launch(on_cpu=not torch.cuda.is_available())
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
-                              mixed_precision=resolve_mixed_precision(cfg.mixed_precision))
+    mixed = resolve_mixed_precision(cfg.mixed_precision)
+    _forget_other_precision(mixed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed)
     model = inputs.model
     inputs.out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.gradient_checkpointing:
@@ -259,6 +271,7 @@ def train(inputs: TrainInputs, cfg: TrainingConfig) -> TrainResult:
     finally:
         restore_attention(inputs.model, run.restore_attention)
         restore_rotary(rotary)
+        release_copies(inputs.model)
 
 
 def _train(run: _Session, inputs: TrainInputs, cfg: TrainingConfig) -> TrainResult:
