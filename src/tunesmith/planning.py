@@ -87,7 +87,7 @@ def run_plan(config: RunConfig, data: DataTotals, base_bits: int | None = None,
                    max_steps=t.max_steps, gradient_checkpointing=t.gradient_checkpointing,
                    rows=data.rows, tokens=data.tokens, supervised=data.supervised,
                    longest=data.longest, longest_supervised=data.longest_supervised,
-                   batch_tokens=t.batch_tokens,
+                   batch_tokens=t.batch_tokens, mixed_precision=t.mixed_precision,
                    budget_batches=budget_batches(config, data) if t.batch_tokens else [])
 
 

@@ -315,3 +315,25 @@ def test_a_quantized_base_on_cpu_adds_its_weight_expansion(toy_dir) -> None:
     assert f"2x per micro-batch: +{extra:.2f} s/step at least" in note
     assert "no 4-bit training kernel for CPUs" in note and "int8 or int4 (torchao) expand " \
         "once" in note
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_counts_the_frozen_copies_and_says_what_time_leaves_out(
+        toy_dir, monkeypatch, native) -> None:
+    from dataclasses import replace
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+    shape = _shape(toy_dir)
+    lora = RunPlan(rows=10, tokens=1000, supervised=200, longest=120, longest_supervised=30)
+    bf16 = replace(lora, mixed_precision="bf16")
+    extra = cost.memory_split(shape, bf16, CPU)["weights_gb"] - cost.memory_split(
+        shape, lora, CPU)["weights_gb"]
+    copies = (shape.linear_params + shape.head_params) * 2 / 1e9 if native else 0.0
+    assert extra == pytest.approx(copies, abs=1e-5)
+    notes = cost.estimate(shape, bf16, CPU)["notes"]
+    assert (len(notes) == 1 and "time assumes float32" in notes[0]) if native else not notes
+    full = replace(bf16, method="full")  # trained weights are cast per call, not kept
+    assert cost.memory_split(shape, full, CPU)["weights_gb"] == cost.memory_split(
+        shape, replace(full, mixed_precision="no"), CPU)["weights_gb"]
+    gpu = Hardware("gpu", "gpu", 100.0, 1000.0, 0.35, 80.0, 1.5)
+    assert cost.estimate(shape, bf16, gpu)["notes"] == []
