@@ -131,33 +131,38 @@ def _losses(path: Path) -> dict[int, float]:
 
 
 def _train(toy_dir: Path, examples: list, out: Path, resume: bool, batch: int = 1,
-           packing: bool = False, batch_tokens: int | None = None):
+           packing: bool = False, batch_tokens: int | None = None, mixed: str = "no"):
     method = LoraMethod(LoraSettings(r=4, alpha=8, dropout=0.1))
     model = method.prepare(_toy(toy_dir))
     cfg = TrainingConfig(epochs=3, batch_size=batch, lr=1e-2, save_every=2, eval_every=0,
                          keep_checkpoints=10, warmup_ratio=0.2, packing=packing,
-                         batch_tokens=batch_tokens)
+                         batch_tokens=batch_tokens, mixed_precision=mixed)
     return train(TrainInputs(model, method, examples, examples[:1], 2, out, resume=resume),
                  cfg)
 
 
-@pytest.mark.parametrize(("batch", "packing", "batch_tokens", "cut_at", "steps"),
-                         [(1, False, None, 6, 12), (2, True, None, 4, 6),
-                          (8, True, 80, 4, 9), (8, False, 80, 2, 9)])
+@pytest.mark.parametrize(("batch", "packing", "batch_tokens", "cut_at", "steps", "mixed"),
+                         [(1, False, None, 6, 12, "no"), (2, True, None, 4, 6, "no"),
+                          (8, True, 80, 4, 9, "no"), (8, False, 80, 2, 9, "no"),
+                          (2, True, None, 2, 6, "bf16")])
 def test_resume_gives_the_same_losses_across_epochs(toy_dir, examples, tmp_path, batch,
                                                     packing, batch_tokens, cut_at,
-                                                    steps) -> None:
+                                                    steps, mixed) -> None:
+    from tunesmith.modeling.precision import cpu_has_fast_half
+
+    if mixed == "bf16" and not cpu_has_fast_half("bfloat16"):
+        pytest.skip("this CPU has no native bf16 (AMX or AVX512-BF16)")
     # 4 examples of 37, 38, 40 and 45 tokens, 3 epochs; a budget of 80 tokens makes 3
     # micro-batches an epoch (two alone, two together), whatever batch_size says
     assert [len(e.input_ids) for e in examples] == [37, 38, 40, 45]
     full = tmp_path / "full"
-    _train(toy_dir, examples, full, False, batch, packing, batch_tokens)
+    _train(toy_dir, examples, full, False, batch, packing, batch_tokens, mixed)
     expected = _losses(full)
     assert len(expected) == steps
     cut = tmp_path / "cut"
     name = f"step-{cut_at:07d}"
     shutil.copytree(full / "checkpoints" / name, cut / "checkpoints" / name)
-    _train(toy_dir, examples, cut, True, batch, packing, batch_tokens)
+    _train(toy_dir, examples, cut, True, batch, packing, batch_tokens, mixed)
     resumed = _losses(cut)
     assert sorted(resumed) == list(range(cut_at + 1, steps + 1))
     for step, loss in resumed.items():
