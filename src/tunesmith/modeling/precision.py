@@ -74,8 +74,9 @@ def resolve_mixed_precision(setting: str) -> str:
                        "(AMX or AVX512-BF16) and would run it about 30x slower, so training "
                        "stays float32")
     elif setting == "auto" and fast_bf16:
-        logger.info("this CPU computes bf16 natively: training.mixed_precision: bf16 runs the "
-                    "matrix products in bf16, several times faster (auto keeps float32)")
+        logger.info("this CPU computes bf16 natively: training.mixed_precision: bf16 trains "
+                    "with bf16 matrix products (steps 1.6-1.9x faster on a 2-vCPU Xeon with "
+                    "AMX; auto keeps float32)")
     return "no"
 
 
