@@ -60,15 +60,21 @@ def test_bf16_is_honoured_on_a_cpu_with_native_bf16(slow_cpu, monkeypatch, caplo
 def test_frozen_copy_is_cast_once_and_again_after_a_change() -> None:
     owner = torch.nn.Linear(4, 3)
     weight = owner.weight.detach()
-    first = precision.frozen_copy(owner, weight, torch.bfloat16)
+    first = precision.frozen_copy(owner, "weight", weight, torch.bfloat16)
     assert first.dtype == torch.bfloat16 and torch.equal(first, weight.to(torch.bfloat16))
-    assert precision.frozen_copy(owner, weight, torch.bfloat16) is first
-    assert precision.frozen_copy(owner, weight, torch.float32) is weight
+    assert precision.frozen_copy(owner, "weight", weight, torch.bfloat16) is first
+    assert precision.frozen_copy(owner, "weight", weight, torch.float32) is weight
     weight.add_(1.0)  # merged or edited in place: the copy is stale
-    again = precision.frozen_copy(owner, weight, torch.bfloat16)
+    again = precision.frozen_copy(owner, "weight", weight, torch.bfloat16)
     assert again is not first and torch.equal(again, weight.to(torch.bfloat16))
+    other = weight.clone()  # a new tensor in the slot (re-gathered): replaces, never adds
+    precision.frozen_copy(owner, "weight", other, torch.bfloat16)
+    assert len(owner.__dict__[precision.COPIES]) == 1
     precision.release_copies(torch.nn.Sequential(owner))
     assert precision.COPIES not in owner.__dict__
+    precision.keep_copies(torch.nn.Sequential(owner), False)  # sharded: cast, keep nothing
+    cast = precision.frozen_copy(owner, "weight", weight, torch.bfloat16)
+    assert cast.dtype == torch.bfloat16 and owner.__dict__[precision.COPIES] is None
 
 
 @pytest.mark.parametrize(("bf16", "expected"), [(True, "bf16"), (False, "no")])

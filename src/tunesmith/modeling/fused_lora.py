@@ -88,8 +88,9 @@ class FusedLoraMixin:
         if dtype is None and x.dtype != tensors[3].dtype:
             return super().forward(x, *args, **kwargs)
         if dtype is not None:
-            tensors = [frozen_copy(self, t, dtype) if 0 < i < 3 else t.to(dtype)
-                       for i, t in enumerate(tensors)]
+            flat, weight, bias, a, b = tensors
+            tensors = [flat.to(dtype), frozen_copy(self, "weight", weight, dtype),
+                       frozen_copy(self, "bias", bias, dtype), a.to(dtype), b.to(dtype)]
         with torch.autocast(base.weight.device.type, enabled=False) if dtype else nullcontext():
             y = LoraLinearFunction.apply(*tensors, float(self.scaling[name]))
         return y.view(*x.shape[:-1], y.shape[-1])

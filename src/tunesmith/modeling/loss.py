@@ -130,7 +130,7 @@ class SupervisedLoss(nn.Module):
             # as autocast would: the products in its dtype, the head cast once per step
             # (or once per run while it is frozen), the softmax in float32
             weight = weight.to(dtype) if weight.requires_grad else frozen_copy(
-                self.head, weight, dtype)
+                self.head, "weight", weight, dtype)
             with torch.autocast(hidden.device.type, enabled=False):
                 loss = chunked_cross_entropy(hidden.to(dtype), weight, labels[keep],
                                              self.chunk_rows)

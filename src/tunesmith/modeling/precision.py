@@ -87,18 +87,27 @@ def autocast_dtype(device: str) -> Any:
     return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
 
 
-def frozen_copy(owner: Any, tensor: Any, dtype: Any) -> Any:
-    """`tensor` (a frozen weight of module `owner`) in `dtype`, cast once and kept on `owner`
-    while the tensor is unchanged. Autocast recasts weights that do not require gradients at
-    every call, a pass over all of them per step; `release_copies` drops the copies."""
+def frozen_copy(owner: Any, slot: str, tensor: Any, dtype: Any) -> Any:
+    """`tensor`, the frozen `slot` ("weight", "bias") of module `owner`, in `dtype`: cast
+    once and kept on `owner` while the tensor is unchanged. Autocast recasts weights that do
+    not require gradients at every call, a pass over all of them per step; `release_copies`
+    drops the copies. Nothing is kept for a sharded model (`keep_copies(model, False)`):
+    each process would hold the whole model again."""
     if tensor is None or tensor.dtype == dtype:
         return tensor
     copies = owner.__dict__.setdefault(COPIES, {})
-    key = (id(tensor), dtype)
-    held = copies.get(key)
+    if copies is None:
+        return tensor.to(dtype)
+    held = copies.get((slot, dtype))
     if held is None or held[0] is not tensor or held[1] != tensor._version:
-        held = copies[key] = (tensor, tensor._version, tensor.detach().to(dtype))
+        held = copies[slot, dtype] = (tensor, tensor._version, tensor.detach().to(dtype))
     return held[2]
+
+
+def keep_copies(model: Any, keep: bool) -> None:
+    """Let `frozen_copy` keep copies on `model`'s modules (the default) or not."""
+    for module in model.modules():
+        module.__dict__[COPIES] = {} if keep else None
 
 
 def release_copies(model: Any) -> None:

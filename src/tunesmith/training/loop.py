@@ -24,7 +24,7 @@ from tunesmith.formatting.chat import IGNORE_INDEX, EncodedExample
 from tunesmith.modeling.attention import restore_attention, use_varlen_attention
 from tunesmith.modeling.fused_lora import fuse_lora_layers
 from tunesmith.modeling.loss import SupervisedLoss, mean_token_loss
-from tunesmith.modeling.precision import release_copies, resolve_mixed_precision
+from tunesmith.modeling.precision import keep_copies, release_copies, resolve_mixed_precision
 from tunesmith.modeling.rmsnorm import fuse_rmsnorms
 from tunesmith.modeling.rotary import restore_rotary, use_fused_rotary
 from tunesmith.modeling.swiglu import lean_swiglu_layers
@@ -226,7 +226,9 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
     else:
         module, optimizer = accelerator.prepare(module, optimizer)
     module.train()
-    shards = ModelShards(module, model, sharding_of(module), accelerator.is_main_process,
+    sharding = sharding_of(module)
+    keep_copies(model, sharding is None)  # bf16 copies of frozen weights: unsharded only
+    shards = ModelShards(module, model, sharding, accelerator.is_main_process,
                          deepspeed=accelerator.distributed_type == "DEEPSPEED")
     state = _resume(inputs, cfg, accelerator, shards, optimizer, scheduler, total)
     return _Session(accelerator, module, optimizer, scheduler, schedule, total, state,
