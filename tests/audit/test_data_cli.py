@@ -90,6 +90,17 @@ def test_clean_of_an_empty_file_says_no_rows(tmp_path: Path, capsys) -> None:
     assert "no rows found" in capsys.readouterr().err
 
 
+def test_clean_that_keeps_no_row_exits_non_zero(tmp_path: Path, capsys) -> None:
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("prompt,completion\ncaf\u00e9?,Oui.\nna\u00efve?,Non.\n".encode("latin-1"))
+    code = main(["data", "clean", str(latin1), "--out", str(tmp_path / "out")])
+    assert code == 2
+    captured = capsys.readouterr()
+    assert "2 rows in: 0 kept, 2 dropped" in captured.out
+    assert "no row was kept" in captured.err
+    assert len((tmp_path / "out" / "rejects.jsonl").read_text().splitlines()) == 2
+
+
 def test_out_that_is_a_file_is_refused_before_work(tmp_path: Path, capsys) -> None:
     data = tmp_path / "train.jsonl"
     data.write_text(json.dumps({"prompt": "Hi?", "completion": "Hello."}) + "\n")

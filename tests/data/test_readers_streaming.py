@@ -32,6 +32,19 @@ def test_broken_json_array_names_its_line(tmp_path: Path, monkeypatch) -> None:
         next(rows)
 
 
+@pytest.mark.parametrize("chunk", [5, 1 << 20])
+def test_a_byte_that_is_not_utf8_in_a_json_array_names_its_line(tmp_path, monkeypatch,
+                                                                chunk) -> None:
+    monkeypatch.setattr(json_stream, "CHUNK", chunk)
+    path = tmp_path / "a.json"
+    text = json.dumps(ROWS, indent=1).encode()
+    line = 20
+    cut = [i for i, b in enumerate(text) if b == ord("\n")][line - 2] + 1  # start of line 20
+    path.write_bytes(text[:cut] + b"\xe9" + text[cut:])
+    with pytest.raises(DataError, match=rf"a\.json:{line}: not valid UTF-8"):
+        list(read_rows(path))
+
+
 def test_wrapped_json_object_is_still_read(tmp_path: Path) -> None:
     path = tmp_path / "a.json"
     path.write_text(json.dumps({"data": ROWS[:2]}))

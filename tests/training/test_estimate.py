@@ -332,8 +332,11 @@ def test_bf16_on_a_cpu_counts_the_frozen_copies_and_says_what_time_leaves_out(
     assert extra == pytest.approx(copies, abs=1e-5)
     notes = cost.estimate(shape, bf16, CPU)["notes"]
     assert (len(notes) == 1 and "time assumes float32" in notes[0]) if native else not notes
-    full = replace(bf16, method="full")  # trained weights are cast per call, not kept
-    assert cost.memory_split(shape, full, CPU)["weights_gb"] == cost.memory_split(
-        shape, replace(full, mixed_precision="no"), CPU)["weights_gb"]
+    for other in (replace(bf16, method="full"),  # trained weights: cast per call
+                  replace(bf16, dtype="bfloat16")):  # already bf16: nothing to copy
+        assert cost.memory_split(shape, other, CPU)["weights_gb"] == cost.memory_split(
+            shape, replace(other, mixed_precision="no"), CPU)["weights_gb"]
+        note = cost.estimate(shape, other, CPU)["notes"]
+        assert all("copies" not in n for n in note)
     gpu = Hardware("gpu", "gpu", 100.0, 1000.0, 0.35, 80.0, 1.5)
     assert cost.estimate(shape, bf16, gpu)["notes"] == []

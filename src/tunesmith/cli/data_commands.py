@@ -14,6 +14,7 @@ from tunesmith.cli.arguments import output_folder, positive_int
 logger = logging.getLogger(__name__)
 
 THRESHOLD_BROKEN = 1
+NOTHING_KEPT = 2  # as for a run with no usable row
 
 
 def data_check(args: argparse.Namespace) -> int:
@@ -56,6 +57,10 @@ def data_clean(args: argparse.Namespace) -> int:
     for rule, n in manifest["rules"].items():
         print(f"  {rule}: {n}")
     print(f"written to {args.out} (manifest.json, rejects.jsonl)")
+    if counts["input_rows"] and not counts["kept_rows"]:
+        print(f"error: no row was kept; the reasons are in {args.out}/rejects.jsonl",
+              file=sys.stderr)
+        return NOTHING_KEPT
     return 0
 
 

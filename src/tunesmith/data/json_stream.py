@@ -39,8 +39,11 @@ class _Buffer:
         self.eof = not raw
         try:
             piece = self.decoder.decode(raw, final=self.eof)
-        except UnicodeDecodeError:
-            raise DataError(f"{self.path}:{self.line()}: not valid UTF-8; re-save the file "
+        except UnicodeDecodeError as err:
+            # the bad byte's line: lines already read, those of the text not yet parsed,
+            # and those of this chunk before the byte (a JSON file is one document: it stops)
+            line = self.lines + self.text.count("\n") + raw[: max(err.start, 0)].count(b"\n")
+            raise DataError(f"{self.path}:{line + 1}: not valid UTF-8; re-save the file "
                             "as UTF-8") from None
         self.lines += self.text.count("\n", 0, self.pos)
         self.text, self.pos = self.text[self.pos :] + piece, 0

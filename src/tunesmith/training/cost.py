@@ -95,7 +95,7 @@ def memory_split(shape: ArchShape, plan: RunPlan, hw: Hardware) -> dict[str, flo
     base = BASE_BITS_BYTES[plan.base_bits] if plan.base_bits else dtype
     weights = (shape.linear_params * base + (shape.params - shape.linear_params) * dtype
                + (trained * 4.0 if plan.method != "full" else 0.0))  # adapters stay fp32
-    if cpu_bf16(plan, hw) and plan.method != "full" and not plan.base_bits:
+    if kept_half_copies(plan, hw):
         # bf16 copies of the frozen linear weights and output head, kept for the run
         weights += (shape.linear_params + shape.head_params) * 2.0
     tokens = micro_tokens(plan)
@@ -214,13 +214,21 @@ def cpu_bf16(plan: RunPlan, hw: Hardware) -> bool:
     return hw.kind == "cpu" and plan.mixed_precision == "bf16" and cpu_has_fast_half("bfloat16")
 
 
+def kept_half_copies(plan: RunPlan, hw: Hardware) -> bool:
+    """True when a bf16 run on a CPU keeps bf16 copies of frozen float32 weights (LoRA on a
+    float32, unquantized base; full fine-tuning casts its trained weights at each call)."""
+    return (cpu_bf16(plan, hw) and plan.method != "full" and not plan.base_bits
+            and plan.dtype == "float32")
+
+
 def bf16_note(plan: RunPlan, hw: Hardware) -> str | None:
     """What the time estimate leaves out for bf16 on a CPU, or None."""
     if not cpu_bf16(plan, hw):
         return None
+    kept = "; memory counts the bf16 copies of the frozen weights" \
+        if kept_half_copies(plan, hw) else ""
     return ("bf16 on this CPU: the time assumes float32 products (a bf16 step measured "
-            "1.6-1.9x faster on a 2-vCPU Xeon with AMX); memory counts the bf16 copies of "
-            "frozen weights")
+            f"1.6-1.9x faster on a 2-vCPU Xeon with AMX){kept}")
 
 
 def schedule(plan: RunPlan) -> tuple[int, int]:

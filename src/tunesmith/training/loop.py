@@ -197,6 +197,9 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
     set_seed(cfg.seed)
     check_cpu_fsdp_launch(on_cpu=not torch.cuda.is_available())
     mixed = resolve_mixed_precision(cfg.mixed_precision)
+    if mixed != "no":
+        logger.info("mixed precision %s: float32 weights and optimizer, %s matrix products",
+                    mixed, mixed)
     _forget_other_precision(mixed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed)
     model = inputs.model
