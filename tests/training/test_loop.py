@@ -223,3 +223,22 @@ def test_bf16_training_on_a_cpu_with_native_bf16(toy_dir, examples, tmp_path,
     fp32, bf16 = runs["no"], runs["bf16"]
     assert len(fp32) == len(bf16) == 8 and bf16[-1] < bf16[0]
     assert bf16 == pytest.approx(fp32, rel=1e-3)  # bf16 products, float32 weights (~5e-5)
+
+
+def test_resume_in_another_precision_says_so(toy_dir, examples, tmp_path, caplog) -> None:
+    import logging
+
+    from tunesmith.modeling.precision import cpu_has_fast_half
+
+    if not cpu_has_fast_half("bfloat16"):
+        pytest.skip("this CPU has no native bf16 (AMX or AVX512-BF16)")
+    full = tmp_path / "full"
+    _train(toy_dir, examples, full, False, 2, True)
+    cut = tmp_path / "cut"
+    shutil.copytree(full / "checkpoints" / "step-0000002", cut / "checkpoints" / "step-0000002")
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        _train(toy_dir, examples, cut, True, 2, True, mixed="bf16")
+    assert "step-0000002 was trained with mixed precision no; the steps from 3 on run in " \
+        "bf16" in caplog.text
+    saved = json.loads((cut / "checkpoints" / "step-0000006" / "state.json").read_text())
+    assert saved["mixed_precision"] == "bf16"

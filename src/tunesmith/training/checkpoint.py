@@ -31,6 +31,7 @@ class LoopState:
     evals_since_best: int = 0  # the early-stopping patience counter
     stop_reason: str | None = None
     fingerprint: dict[str, Any] | None = None
+    mixed_precision: str | None = None  # what the steps so far ran in (no, bf16, fp16)
 
 
 def save_checkpoint(

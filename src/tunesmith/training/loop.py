@@ -241,7 +241,8 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
 def _resume(inputs: TrainInputs, cfg: TrainingConfig, accelerator: Any, shards: ModelShards,
             optimizer: Any, scheduler: Any, total: int) -> LoopState:
     """Restore the last checkpoint when resuming (every process loads it); else a new state."""
-    state = LoopState(fingerprint=inputs.fingerprint or None)
+    mixed = str(accelerator.mixed_precision)
+    state = LoopState(fingerprint=inputs.fingerprint or None, mixed_precision=mixed)
     last = latest_checkpoint(inputs.out_dir / "checkpoints")
     if last is not None and not inputs.resume:
         raise CheckpointError(f"{inputs.out_dir} already holds checkpoints ({last.name}); "
@@ -253,6 +254,10 @@ def _resume(inputs: TrainInputs, cfg: TrainingConfig, accelerator: Any, shards: 
     state, weights = load_checkpoint(
         last, lambda saved: shards.load_optimizer_state(optimizer, saved), scheduler)
     check_fingerprint(last, state.fingerprint, inputs.fingerprint)
+    if state.mixed_precision not in (None, mixed):
+        logger.warning("%s was trained with mixed precision %s; the steps from %d on run in "
+                       "%s", last.name, state.mixed_precision, state.step + 1, mixed)
+    state.mixed_precision = mixed
     try:
         shards.load_trainable_state(inputs.method, weights)
     except (KeyError, RuntimeError) as err:
