@@ -48,7 +48,7 @@ def test_a_line_that_is_not_utf8_rejects_its_row_only(tmp_path: Path) -> None:
     assert len(result.conversations) == 2
     assert [(r.ref.line, r.rule) for r in result.rejects] == [(2, "BrokenRow")]
     byte = ROW2.index("even")
-    assert f"line 2 is not valid UTF-8 (byte {byte} of the line)" in result.rejects[0].reason
+    assert f"line 2 is not valid UTF-8 (byte {byte} of the line, from 0)" in result.rejects[0].reason
     assert "\\xe9ven" in result.rejects[0].row  # the byte is kept, escaped
     csv_path = tmp_path / "mixed.csv"
     csv_path.write_bytes(b'text,category\nhi,greet\n"caf\xe9\nbar",drink\nbye,leave\n')
@@ -58,9 +58,10 @@ def test_a_line_that_is_not_utf8_rejects_its_row_only(tmp_path: Path) -> None:
         (5, {"text": "bye", "category": "leave"})]
     assert rows[1].error.startswith("line 3 is not valid UTF-8 (byte 4")
     utf16 = tmp_path / "wide.jsonl"
-    utf16.write_bytes(f"{ROW1}\n".encode("utf-16"))
-    with pytest.raises(DataError, match="UTF-16; re-save it as UTF-8"):
-        list(read_rows(utf16))
+    for encoding in ("utf-16", "utf-16-le", "utf-16-be"):  # with and without a BOM
+        utf16.write_bytes(f"{ROW1}\n".encode(encoding))
+        with pytest.raises(DataError, match="UTF-16; re-save it as UTF-8"):
+            list(read_rows(utf16))
 
 
 def test_csv_with_quoted_newlines_keeps_line_numbers(tmp_path: Path) -> None:

@@ -100,7 +100,9 @@ def _lines(handle: IO[bytes], path: Path, notes: ReadNotes,
     decoded with its bad bytes written as \\xNN escapes and recorded in `bad`, so its row is
     rejected with the reason instead of stopping the file."""
     crlf = False
-    if handle.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+    head = handle.read(4096)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or head.count(0) > len(head) // 4:
+        # a byte-order mark, or NUL bytes in every other place: UTF-16 text without one
         raise DataError(f"{path}: the file is UTF-16; re-save it as UTF-8")
     handle.seek(0)
     for number, raw in enumerate(_skip_bom(handle, path, notes), start=1):
@@ -119,8 +121,9 @@ def _not_utf8(bad: dict[int, int], numbers: list[int]) -> str | None:
     """The rejection reason when any of a row's lines is not UTF-8, else None."""
     for number in numbers:
         if number in bad:
-            return (f"line {number} is not valid UTF-8 (byte {bad[number]} of the line); "
-                    "re-save the file as UTF-8")
+            return (f"line {number} is not valid UTF-8 (byte {bad[number]} of the line, "
+                    "from 0); re-save the file as UTF-8 (from Windows-1252 or Latin-1: "
+                    "iconv -f cp1252 -t utf-8)")
     return None
 
 
