@@ -48,7 +48,8 @@ def test_a_line_that_is_not_utf8_rejects_its_row_only(tmp_path: Path) -> None:
     assert len(result.conversations) == 2
     assert [(r.ref.line, r.rule) for r in result.rejects] == [(2, "BrokenRow")]
     byte = ROW2.index("even")
-    assert f"line 2 is not valid UTF-8 (byte {byte} of the line, from 0)" in result.rejects[0].reason
+    reason = result.rejects[0].reason
+    assert f"line 2 is not valid UTF-8 (byte {byte} of the line, from 0)" in reason
     assert "\\xe9ven" in result.rejects[0].row  # the byte is kept, escaped
     csv_path = tmp_path / "mixed.csv"
     csv_path.write_bytes(b'text,category\nhi,greet\n"caf\xe9\nbar",drink\nbye,leave\n')
