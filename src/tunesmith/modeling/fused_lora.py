@@ -70,8 +70,7 @@ def _plain_adapter(layer: Any, args: tuple, kwargs: dict) -> str | None:
         return None
     if not isinstance(layer.lora_dropout[name], nn.Identity):
         return None
-    a = layer.lora_A[name].weight
-    return name if a.dtype == base.weight.dtype or autocast_dtype(a.device.type) else None
+    return name
 
 
 class FusedLoraMixin:
@@ -85,8 +84,8 @@ class FusedLoraMixin:
         tensors = [x.reshape(-1, x.shape[-1]), base.weight, base.bias,  # x: [N, in]
                    self.lora_A[name].weight, self.lora_B[name].weight]
         dtype = autocast_dtype(base.weight.device.type)
-        if dtype is None and x.dtype != tensors[3].dtype:
-            return super().forward(x, *args, **kwargs)
+        if dtype is None and not x.dtype == base.weight.dtype == tensors[3].dtype:
+            return super().forward(x, *args, **kwargs)  # mixed dtypes without autocast
         if dtype is not None:
             flat, weight, bias, a, b = tensors
             tensors = [flat.to(dtype), frozen_copy(self, "weight", weight, dtype),
