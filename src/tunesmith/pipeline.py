@@ -380,6 +380,11 @@ def run_all(config: RunConfig, resume: bool = False, progress: bool = True) -> R
         return outcome  # other ranks only train; rank 0 evaluates and exports
     if outcome.training is not None and outcome.training.sharding:
         # rank 0 holds a slice of each weight: rebuild the model from the gathered checkpoint
+        if outcome.training.sharding == "zero3":
+            # alone now: transformers must not split the rebuilt model over the processes
+            from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+            unset_hf_deepspeed_config()
         model, tokenizer, method = _trained_model(config, outcome.run_dir)
     merged = run_export(config, outcome, model, tokenizer, method, data.formatter)
     if config.evaluation.enabled:

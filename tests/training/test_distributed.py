@@ -60,6 +60,8 @@ def test_two_processes_match_one(tmp_path: Path, toy_dir: Path, write_jsonl, pac
     assert json.loads((tmp_path / "one/summary.json").read_text())["training"]["world_size"] == 1
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     assert a.keys() == b.keys() and len(a) > 0
+    # relative 1e-5 per tensor (Frobenius norm): the two runs sum gradients in a different
+    # order, and AdamW magnifies that in single near-zero elements (1.5e-5 of the tensor's
+    # largest element in one down_proj on an AVX2 CPU, while the tensor is within 1.7e-6)
     for name in a:
-        scale = a[name].abs().max().item()
-        assert (a[name] - b[name]).abs().max().item() <= 1e-5 * max(scale, 1e-6), name
+        assert (a[name] - b[name]).norm() <= 1e-5 * max(a[name].norm().item(), 1e-6), name

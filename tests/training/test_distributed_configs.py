@@ -49,3 +49,28 @@ def test_fsdp_wraps_llama_layers_and_keeps_original_params() -> None:
     assert plugin.state_dict_type.name == "FULL_STATE_DICT"
     zero3 = yaml.safe_load((FOLDER / "deepspeed_zero3.yaml").read_text())["deepspeed_config"]
     assert zero3["zero_stage"] == 3 and zero3["zero3_save_16bit_model"] is True
+
+
+def test_deepspeed_config_follows_the_run_config(caplog) -> None:
+    from tunesmith.errors import ConfigError
+    from tunesmith.training.sharding import configure_deepspeed
+
+    ds = {"train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto",
+          "gradient_accumulation_steps": 1, "gradient_clipping": 1.0}
+    configure_deepspeed(ds, batch_size=3, processes=4, max_grad_norm=None)
+    assert ds == {"train_batch_size": 12, "train_micro_batch_size_per_gpu": 3,
+                  "gradient_accumulation_steps": 1, "gradient_clipping": 0.0}
+    assert "gradient_clipping: 1.0" in caplog.text and "0.0" in caplog.text
+    with pytest.raises(ConfigError, match="training.grad_accum"):
+        configure_deepspeed({"gradient_accumulation_steps": 4}, 3, 4, 1.0)
+
+
+def test_deepspeed_launch_without_deepspeed_says_how_to_install(monkeypatch) -> None:
+    import importlib.util
+
+    from tunesmith.errors import ConfigError
+    from tunesmith.training.sharding import check_deepspeed_installed
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match=r"tunesmith\[deepspeed\]"):
+        check_deepspeed_installed()

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from run_files import checkpoint, losses, summary
 from safetensors.torch import load_file
 
 ROWS = [{"prompt": f"Count to {n}.", "completion": " ".join(str(i) for i in range(1, n + 1))}
@@ -47,19 +48,6 @@ def _launch(config: Path, port: int, verb: str = "train", fsdp: bool = True,
                "-m", "tunesmith.cli.main", verb, str(config)] + (["--resume"] if resume else [])
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-
-
-def _summary(run: Path) -> dict:
-    return json.loads((run / "summary.json").read_text())["training"]
-
-
-def _losses(run: Path) -> dict[int, float]:
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in rows if "loss" in r}
-
-
-def _checkpoint(run: Path, step: int, name: str) -> dict:
-    return torch.load(run / "checkpoints" / f"step-{step:07d}" / name, weights_only=True)
 
 
 def _max_diff(a: dict, b: dict) -> float:
@@ -103,17 +91,17 @@ def test_fsdp2_checkpoints_match_one_process_and_resume(
                     str(_config(tmp_path, toy_dir, data, "one", 4, method))],
                    check=True, env=env, capture_output=True)
     _launch(_config(tmp_path, toy_dir, data, "two", 2, method), free_port(), verb="run")
-    assert _summary(one)["world_size"] == 1 and _summary(one)["sharding"] is None
-    assert _summary(two)["world_size"] == 2 and _summary(two)["sharding"] == "fsdp2"
+    assert summary(one)["world_size"] == 1 and summary(one)["sharding"] is None
+    assert summary(two)["world_size"] == 2 and summary(two)["sharding"] == "fsdp2"
 
     # (a) every gathered checkpoint equals the one-process run's
     for step in (2, 4, 6):
-        weights = [_checkpoint(run, step, "weights.pt") for run in (one, two)]
+        weights = [checkpoint(run, step, "weights.pt") for run in (one, two)]
         assert _max_diff(*weights) <= tolerance, step
-        assert _optimizer_diff(*[_checkpoint(run, step, "optimizer.pt")
+        assert _optimizer_diff(*[checkpoint(run, step, "optimizer.pt")
                                  for run in (one, two)]) <= moments, step
-    assert _max_diff(_checkpoint(one, 2, "weights.pt"), _checkpoint(one, 6, "weights.pt")) > 1e-3
-    evals = [dict(_summary(run)["eval_losses"]) for run in (one, two)]
+    assert _max_diff(checkpoint(one, 2, "weights.pt"), checkpoint(one, 6, "weights.pt")) > 1e-3
+    evals = [dict(summary(run)["eval_losses"]) for run in (one, two)]
     assert evals[0] == pytest.approx(evals[1], rel=1e-6) and sorted(evals[1]) == [2, 4, 6]
     best = [torch.load(run / "checkpoints/best/weights.pt", weights_only=True)
             for run in (one, two)]
@@ -125,18 +113,18 @@ def test_fsdp2_checkpoints_match_one_process_and_resume(
     _resume_copy(two, ddp, 2)
     _launch(_config(tmp_path, toy_dir, data, "ddp", 2, method), free_port(), fsdp=False,
             resume=True)
-    assert _summary(ddp)["world_size"] == 2 and _summary(ddp)["sharding"] is None
+    assert summary(ddp)["world_size"] == 2 and summary(ddp)["sharding"] is None
     _resume_copy(ddp, fsdp, 4)
     _launch(_config(tmp_path, toy_dir, data, "fsdp", 2, method), free_port(), resume=True)
-    assert _summary(fsdp)["resumed_from_step"] == 4 and _summary(fsdp)["sharding"] == "fsdp2"
-    expected = _losses(two)
+    assert summary(fsdp)["resumed_from_step"] == 4 and summary(fsdp)["sharding"] == "fsdp2"
+    expected = losses(two)
     assert len(expected) == STEPS
     for run in (ddp, fsdp):
-        assert _losses(run) == pytest.approx(expected, rel=1e-6, abs=0)
-        assert _max_diff(_checkpoint(run, 6, "weights.pt"),
-                         _checkpoint(two, 6, "weights.pt")) <= 1e-6
-        assert _optimizer_diff(_checkpoint(run, 6, "optimizer.pt"),
-                               _checkpoint(two, 6, "optimizer.pt")) <= moments
+        assert losses(run) == pytest.approx(expected, rel=1e-6, abs=0)
+        assert _max_diff(checkpoint(run, 6, "weights.pt"),
+                         checkpoint(two, 6, "weights.pt")) <= 1e-6
+        assert _optimizer_diff(checkpoint(run, 6, "optimizer.pt"),
+                               checkpoint(two, 6, "optimizer.pt")) <= moments
 
 
 def _check_exports(one: Path, two: Path, method: str, tolerance: float) -> None:

@@ -10,6 +10,7 @@ from tunesmith.errors import CheckpointError, ConfigError
 from tunesmith.training.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from tunesmith.training.methods import FullMethod
 from tunesmith.training.sharding import (
+    NOT_GATHERED,
     ModelShards,
     _by_index,
     _by_name,
@@ -79,16 +80,17 @@ def test_optimizer_state_converts_between_index_and_name_keys() -> None:
                for i in saved["state"] for k in saved["state"][i])
 
 
-def test_deepspeed_checkpoint_refuses_to_resume(tmp_path: Path) -> None:
+def test_older_deepspeed_checkpoint_without_optimizer_state_refuses_to_resume(
+        tmp_path: Path) -> None:
+    # tunesmith before DeepSpeed moments were gathered wrote this marker instead
     root = Wrapper()
     optimizer = _trained(root)
-    shards = ModelShards(root, root.model, None, main=True, deepspeed=True)
-    weights = shards.trainable_state(FullMethod())
-    marker = shards.optimizer_state(optimizer)
+    weights = ModelShards(root, root.model, None, main=True).trainable_state(FullMethod())
+    marker = {NOT_GATHERED: "DeepSpeed splits the optimizer state"}
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     path = save_checkpoint(tmp_path, LoopState(step=1), weights, marker, scheduler)
     plain = ModelShards(root, root.model, None, main=True)
-    with pytest.raises(CheckpointError, match="DeepSpeed run"):
+    with pytest.raises(CheckpointError, match="earlier tunesmith"):
         load_checkpoint(path, lambda saved: plain.load_optimizer_state(optimizer, saved),
                         scheduler)
 

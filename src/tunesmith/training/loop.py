@@ -47,7 +47,10 @@ from tunesmith.training.schedule import Schedule, schedule_for
 from tunesmith.training.sharding import (
     ModelShards,
     check_cpu_fsdp_launch,
+    check_deepspeed_installed,
+    configure_deepspeed,
     cpu_fsdp_requested,
+    deepspeed_requested,
     shard_on_cpu,
     sharding_of,
 )
@@ -187,6 +190,21 @@ def _forget_other_precision(mixed: str) -> None:
         AcceleratorState._reset_state()
 
 
+def _device_options() -> dict[str, Any]:
+    """How the Accelerator finds its device: CPU when there is no GPU, except under DeepSpeed,
+    which accelerate starts only without `cpu=True`; there it gets gloo named, or it would
+    see no backend and run each process alone."""
+    from accelerate.utils import InitProcessGroupKwargs
+
+    if deepspeed_requested():
+        check_deepspeed_installed()
+    if torch.cuda.is_available():
+        return {"cpu": False}
+    if deepspeed_requested():
+        return {"cpu": False, "kwargs_handlers": [InitProcessGroupKwargs(backend="gloo")]}
+    return {"cpu": True}
+
+
 def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
     """Build optimizer, schedule and accelerator; restore the last checkpoint if resuming."""
     from accelerate import Accelerator
@@ -201,7 +219,7 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
         logger.info("mixed precision %s: float32 weights and optimizer, %s matrix products",
                     mixed, mixed)
     _forget_other_precision(mixed)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed)
+    accelerator = Accelerator(mixed_precision=mixed, **_device_options())
     model = inputs.model
     inputs.out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.gradient_checkpointing:
@@ -215,6 +233,9 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
     previous = use_varlen_attention(model) if cfg.packing else None
     pack_length = cfg.pack_length or (None if previous else inputs.max_length)
     module = SupervisedLoss(model)
+    if accelerator.distributed_type == "DEEPSPEED":
+        configure_deepspeed(accelerator.state.deepspeed_plugin.deepspeed_config,
+                            cfg.batch_size, accelerator.num_processes, cfg.max_grad_norm)
     cpu_fsdp = cpu_fsdp_requested(str(accelerator.distributed_type).split(".")[-1])
     if cpu_fsdp:
         shard_on_cpu(module, model)  # before the optimizer: FSDP2 replaces the parameters
@@ -429,6 +450,7 @@ def _optimizer_step(run: _Session, inputs: TrainInputs, cfg: TrainingConfig) -> 
     for index, batch in enumerate(batches):
         last = index == len(batches) - 1
         context = accelerator.no_sync(module) if not last else nullcontext()
+        accelerator.sync_gradients = last  # a DeepSpeed engine steps after the last only
         with context:
             loss, _ = module(**_to(batch, accelerator.device))
             accelerator.backward(loss * scale)

@@ -5,6 +5,10 @@ checkpoint cannot be read from rank 0's parameters. `ModelShards` gathers the fu
 (every process takes part in the collective, rank 0 keeps the result) and scatters them
 back on resume. Names and layout match what the unsharded path writes, so a checkpoint
 written sharded resumes unsharded and the other way round.
+
+DeepSpeed splits AdamW's state over processes at every ZeRO stage and keeps its own float32
+copy of the weights: checkpoints gather the moments into whole tensors, and a resume puts
+both the weights and the moments back into DeepSpeed's partitions.
 """
 
 from __future__ import annotations
@@ -56,6 +60,52 @@ def cpu_fsdp_requested(distributed_type: str) -> bool:
     """
     use_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
     return use_fsdp and distributed_type == "MULTI_CPU"
+
+
+def deepspeed_requested() -> bool:
+    """True when the launch asks for DeepSpeed (`accelerate launch` with a DeepSpeed config).
+
+    accelerate starts DeepSpeed only when the Accelerator is not told `cpu=True`; DeepSpeed
+    then picks its own CPU accelerator (gloo) on a machine without GPUs.
+    """
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def check_deepspeed_installed() -> None:
+    """Stop with the install command when a DeepSpeed launch finds no DeepSpeed."""
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        problem = ("the launch asks for DeepSpeed (ACCELERATE_USE_DEEPSPEED=true), which is "
+                   "not installed: pip install 'tunesmith[deepspeed]', or launch with an FSDP "
+                   "or DDP config")
+        raise ConfigError([problem], source="the accelerate launch")
+
+
+def configure_deepspeed(ds_config: dict[str, Any], batch_size: int, processes: int,
+                        max_grad_norm: float | None) -> None:
+    """Fill the DeepSpeed config with what tunesmith's loop decides, before `prepare`.
+
+    tunesmith accumulates micro-batches itself and marks the last one of each step, so
+    DeepSpeed's own `gradient_accumulation_steps` must be 1. The micro-batch size is
+    `training.batch_size` (DeepSpeed uses it for its batch arithmetic only), and clipping
+    follows `training.max_grad_norm` (DeepSpeed clips inside its step).
+    """
+    accumulation = ds_config.get("gradient_accumulation_steps", "auto")
+    if accumulation not in ("auto", 1):
+        problem = (f"gradient_accumulation_steps: {accumulation} in the DeepSpeed config; "
+                   "tunesmith accumulates itself: set it to 1 there and training.grad_accum "
+                   "in the run config")
+        raise ConfigError([problem], source="the DeepSpeed config")
+    ours = {"gradient_accumulation_steps": 1, "train_micro_batch_size_per_gpu": batch_size,
+            "train_batch_size": batch_size * processes,
+            "gradient_clipping": float(max_grad_norm or 0.0)}  # 0: no clipping
+    for key, value in ours.items():
+        given = ds_config.get(key, "auto")
+        if given != "auto" and float(given) != value:
+            logger.warning("the DeepSpeed config sets %s: %s; tunesmith's loop uses %s "
+                           "(from the run config's training section)", key, given, value)
+        ds_config[key] = value
 
 
 def check_cpu_fsdp_launch(on_cpu: bool) -> None:
@@ -142,6 +192,8 @@ class ModelShards:
         """Put whole weights from a checkpoint into this (maybe sharded) model."""
         if self.kind is None:
             method.load_trainable_state(self.model, state)
+            if self.deepspeed:  # ZeRO-1/2: the optimizer steps its own float32 copy
+                _set_masters([(p, p.data) for _, p in self._trainable()])
             return
         unknown = sorted(set(state) - set(self._trainable_names()))
         if unknown:
@@ -157,9 +209,7 @@ class ModelShards:
     def optimizer_state(self, optimizer: Any) -> dict[str, Any] | None:
         """The optimizer's state in `torch.optim.Optimizer.state_dict` form (main only)."""
         if self.deepspeed:
-            # TODO: gather the ZeRO partitions (or write one file per rank) so that DeepSpeed
-            # runs can resume; until then their checkpoints hold weights only.
-            return {NOT_GATHERED: "DeepSpeed splits the optimizer state"} if self.main else None
+            return self._deepspeed_optimizer_state(optimizer)
         if self.kind is None:
             return optimizer.state_dict() if self.main else None
         from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
@@ -171,9 +221,12 @@ class ModelShards:
     def load_optimizer_state(self, optimizer: Any, saved: dict[str, Any]) -> None:
         """Load a state written by `optimizer_state` (sharded or not) into `optimizer`."""
         if NOT_GATHERED in saved:
-            raise ValueError("it was written by a DeepSpeed run, whose optimizer state "
-                             "tunesmith does not save yet: export its weights with `tunesmith "
-                             "export`, or start a new run (use FSDP to resume sharded runs)")
+            raise ValueError("it was written by a DeepSpeed run of an earlier tunesmith, "
+                             "which did not save optimizer state: export its weights with "
+                             "`tunesmith export`, or start a new run")
+        if self.deepspeed:
+            self._deepspeed_load_optimizer(optimizer, saved)
+            return
         if self.kind is None:
             optimizer.load_state_dict(saved)
             return
@@ -187,9 +240,64 @@ class ModelShards:
         options = StateDictOptions(full_state_dict=True)
         set_optimizer_state_dict(self.root, inner, by_name, options=options)
 
-    def _trainable_names(self) -> list[str]:
-        return [n[len(ROOT):] for n, p in _named(self.root) if p.requires_grad
+    def _trainable(self) -> list[tuple[str, nn.Parameter]]:
+        """Trained weights in the order the optimizer was built with (model.parameters())."""
+        return [(n[len(ROOT):], p) for n, p in _named(self.root) if p.requires_grad
                 and n.startswith(ROOT)]
+
+    def _trainable_names(self) -> list[str]:
+        return [name for name, _ in self._trainable()]
+
+    def _deepspeed_optimizer_state(self, optimizer: Any) -> dict[str, Any] | None:
+        """Gather a ZeRO optimizer's partitioned AdamW moments into whole tensors, keyed and
+        grouped like `torch.optim.AdamW.state_dict()` over the same weights (every process
+        takes part in each gather; the main one keeps the result)."""
+        from deepspeed.utils import safe_get_full_optimizer_state
+
+        basic = _basic_optimizer(optimizer)
+        moments = _moment_keys(basic)
+        steps = [st["step"] for st in basic.state.values() if "step" in st]
+        state: dict[int, dict[str, Any]] = {}
+        for index, (_, param) in enumerate(self._trainable()):
+            entry = {key: safe_get_full_optimizer_state(param, key) for key in moments}
+            if self.main and steps:
+                shape = getattr(param, "ds_shape", param.shape)  # ZeRO-3 keeps it aside
+                whole = {k: v.detach().to("cpu", copy=True).reshape(shape) for k, v in
+                         entry.items()}
+                state[index] = {"step": steps[0].detach().to("cpu", copy=True), **whole}
+        if not self.main:
+            return None
+        count = len(self._trainable())
+        groups = [{**{k: v for k, v in basic.param_groups[0].items() if k != "params"},
+                   "params": list(range(count))}]
+        return {"state": state, "param_groups": groups}
+
+    def _deepspeed_load_optimizer(self, optimizer: Any, saved: dict[str, Any]) -> None:
+        """Scatter whole AdamW moments (from any layout) into this ZeRO optimizer's
+        partitions; every process holds `saved` and keeps its own slice."""
+        from deepspeed.utils import safe_set_full_optimizer_state
+
+        params = self._trainable()
+        if len(params) != sum(len(g["params"]) for g in saved["param_groups"]):
+            raise KeyError(f"the checkpoint's optimizer holds a different number of weights "
+                           f"than this model trains ({len(params)})")
+        basic = _basic_optimizer(optimizer)
+        for group, kept in zip(basic.param_groups, saved["param_groups"]):  # lr above all
+            group.update({k: v for k, v in kept.items() if k != "params"})
+        if not saved["state"]:
+            return  # saved before the first step: no moments yet
+        if not basic.state:
+            _start_adamw_state(optimizer)
+        for index, (_, param) in enumerate(params):
+            entry = saved["state"][index]
+            for key in (k for k in entry if k != "step"):
+                value = entry[key].to(param.device, torch.float32)
+                safe_set_full_optimizer_state(param, value, key)
+        step = next(iter(saved["state"].values()))["step"]
+        for st in basic.state.values():
+            if "step" in st:
+                st["step"] = step.to(st["step"].device, st["step"].dtype).clone() \
+                    if torch.is_tensor(st["step"]) else float(step)
 
     def _names_by_id(self) -> dict[int, str]:
         return {id(p): name for name, p in _named(self.root)}
@@ -214,6 +322,53 @@ class ModelShards:
             if self.main:  # rank 0's values are scattered to every shard on exit
                 for name, value in state.items():
                     params[name].data.copy_(value)
+        _set_masters([(params[name], value) for name, value in state.items()])
+
+
+def _set_masters(pairs: list[tuple[nn.Parameter, torch.Tensor]]) -> None:
+    """Put whole values into a ZeRO optimizer's float32 copies of these weights (from which
+    each step starts); every process calls it with the same whole values."""
+    from deepspeed.utils import safe_set_full_fp32_param
+
+    for param, value in pairs:
+        safe_set_full_fp32_param(param, value.to(param.device, torch.float32))
+
+
+def _basic_optimizer(optimizer: Any) -> torch.optim.Optimizer:
+    """The torch optimizer inside accelerate's wrapper and DeepSpeed's ZeRO optimizer: its
+    state holds AdamW's step and moments for this process's partitions."""
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper
+    return getattr(inner, "optimizer", inner)  # DeepSpeed's ZeRO optimizer
+
+
+def _start_adamw_state(optimizer: Any) -> None:
+    """Create AdamW's state (zero moments, step 0) for a ZeRO optimizer that has not stepped
+    yet, as torch's AdamW would at its first step, and link it to the weights as DeepSpeed
+    does after that step (ZeRO-1/2; ZeRO-3 looks the state up at each use)."""
+    basic = _basic_optimizer(optimizer)
+    zero = getattr(optimizer, "optimizer", optimizer)
+    # this process's float32 partitions: ZeRO-1/2 name them one way, ZeRO-3 another
+    flats = getattr(zero, "single_partition_of_fp32_groups", None) \
+        or getattr(zero, "fp32_partitioned_groups_flat", None) or []
+    options = basic.defaults
+    on_device = options.get("fused") or options.get("capturable")
+    for flat in flats:
+        state = {"step": torch.zeros((), dtype=torch.float32,
+                                     device=flat.device if on_device else "cpu"),
+                 "exp_avg": torch.zeros_like(flat), "exp_avg_sq": torch.zeros_like(flat)}
+        if options.get("amsgrad"):
+            state["max_exp_avg_sq"] = torch.zeros_like(flat)
+        basic.state[flat] = state
+    link = getattr(zero, "_lazy_init_hp_params_optimizer_state", None)
+    if link is not None:
+        link()
+
+
+def _moment_keys(basic: torch.optim.Optimizer) -> list[str]:
+    """The per-element state of `basic` (AdamW: exp_avg, exp_avg_sq), not the step count."""
+    keys = {key for st in basic.state.values() for key, value in st.items()
+            if torch.is_tensor(value) and value.dim() > 0}
+    return sorted(keys)
 
 
 def _named(root: Any) -> list[tuple[str, nn.Parameter]]:
