@@ -211,6 +211,12 @@ def test_every_override_verb_takes_flags_between_overrides(verb: str) -> None:
     assert (args.config, args.overrides, args.debug) == ("c.yaml", ["x=1", "y=2"], True)
 
 
+@pytest.mark.parametrize("verb", ["run", "train", "estimate"])
+def test_overrides_are_given_bare_or_with_set(verb: str) -> None:
+    args = build_parser().parse_args([verb, "c.yaml", "x=1", "--set", "y=2", "z=3"])
+    assert (args.overrides, args.set_overrides) == (["x=1", "z=3"], ["y=2"])
+
+
 def test_an_unknown_flag_among_overrides_is_still_refused(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["train", "c.yaml", "x=1", "--bogus", "y=2"])
@@ -231,6 +237,8 @@ def test_bad_new_tokens_stop_before_the_run_folder_exists(config: Path, tokens: 
                                                           capsys) -> None:
     assert main(["train", str(config), f"model.add_tokens={tokens}"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"tunesmith: error: {config}: model.add_tokens: ")
+    # the override is to blame, not the file
+    assert err.startswith("tunesmith: error: the command line: model.add_tokens: ")
+    assert f"(from the override model.add_tokens={tokens})" in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (config.parent / "run").exists()

@@ -22,6 +22,21 @@ def test_overrides_and_yaml_numbers(tmp_path: Path) -> None:
     assert config.method.r == 8 and config.data.train == ["a.jsonl"]
 
 
+def test_a_bad_override_is_blamed_on_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  lr: 1e-3\n")
+    with pytest.raises(ConfigError) as bad:
+        load_config(path, ["training.batch_size=many"])
+    message = str(bad.value)
+    assert message.startswith("the command line: training.batch_size: ")
+    assert "(from the override training.batch_size=many)" in message
+    path.write_text("training:\n  lr: fast\n")  # the file's own problem stays the file's
+    with pytest.raises(ConfigError) as both:
+        load_config(path, ["training.batch_size=many"])
+    assert str(both.value).startswith(f"{path} has 2 problem(s)")
+    assert "training.lr: " in str(both.value) and "from the override" in str(both.value)
+
+
 def test_a_bare_no_is_the_word_where_the_choices_name_it(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("training:\n  mixed_precision: no\n")  # YAML 1.1: false

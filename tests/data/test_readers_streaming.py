@@ -40,9 +40,28 @@ def test_a_byte_that_is_not_utf8_in_a_json_array_names_its_line(tmp_path, monkey
     text = json.dumps(ROWS, indent=1).encode()
     line = 20
     cut = [i for i, b in enumerate(text) if b == ord("\n")][line - 2] + 1  # start of line 20
-    path.write_bytes(text[:cut] + b"\xe9" + text[cut:])
-    with pytest.raises(DataError, match=rf"a\.json:{line}: not valid UTF-8"):
+    path.write_bytes(text[:cut] + b"\xe9" + text[cut:])  # outside any string: JSON breaks
+    with pytest.raises(DataError, match=rf"a\.json:{line}: not valid UTF-8 \(a byte outside"):
         list(read_rows(path))
+
+
+@pytest.mark.parametrize("chunk", [5, 1 << 20])
+def test_a_json_item_with_bytes_that_are_not_utf8_is_rejected_alone(tmp_path, monkeypatch,
+                                                                    chunk) -> None:
+    monkeypatch.setattr(json_stream, "CHUNK", chunk)
+    path = tmp_path / "a.json"
+    items = [{"prompt": "caf\u00e9?", "completion": "yes"}, {"prompt": "tea?",
+                                                              "completion": "no"}]
+    text = json.dumps(items, indent=1).encode().replace(b"\\u00e9", b"\xe9")  # Latin-1
+    path.write_bytes(text)
+    rows = list(read_rows(path))
+    assert rows[1].value == items[1] and rows[0].value is None
+    assert rows[0].error.startswith("line 3 is not valid UTF-8 (item 1); re-save")
+    assert '"caf\\xe9?"' in rows[0].text  # the bytes kept, escaped
+    wrapped = tmp_path / "w.json"
+    wrapped.write_bytes(b'{"data": ' + text + b"}")  # read whole: the item is still named
+    rows = list(read_rows(wrapped))
+    assert rows[1].value == items[1] and rows[0].error.startswith("item 1 is not valid UTF-8")
 
 
 def test_wrapped_json_object_is_still_read(tmp_path: Path) -> None:
@@ -124,3 +143,13 @@ def test_plain_arrow_file_format(tmp_path: Path) -> None:
     (tmp_path / "plain").mkdir()
     with pytest.raises(DataError, match="not a saved dataset"):
         list(read_rows(tmp_path / "plain"))
+
+
+def test_broken_json_names_its_line_when_the_file_fits_one_chunk(tmp_path: Path) -> None:
+    path = tmp_path / "a.json"
+    text = json.dumps(ROWS, indent=1)
+    lines = text.split("\n")
+    lines[19] = lines[19].replace('"', "", 1)  # a key without its opening quote
+    path.write_text("\n".join(lines))
+    with pytest.raises(DataError, match=r"a\.json:20: broken JSON"):
+        list(read_rows(path))

@@ -169,6 +169,19 @@ def test_resume_gives_the_same_losses_across_epochs(toy_dir, examples, tmp_path,
         assert loss == pytest.approx(expected[step], rel=1e-6, abs=1e-7), step
 
 
+def test_resume_without_a_checkpoint_drops_the_killed_runs_metrics(toy_dir, examples,
+                                                                   tmp_path) -> None:
+    # a run killed before its first checkpoint left rows behind; the new start replaces them
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = [{"step": 1, "loss": 99.0}, {"step": 2, "loss": 98.0}]
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stale)
+                                       + '{"step": 3, "lo')  # died mid-line
+    _train(toy_dir, examples, out, True)
+    losses = _losses(out)
+    assert sorted(losses) == list(range(1, 13)) and 99.0 not in losses.values()
+
+
 def test_token_budget_training_lowers_the_loss(toy_dir, examples, tmp_path) -> None:
     from tunesmith.training.loop import evaluate_loss
 

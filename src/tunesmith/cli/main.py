@@ -68,8 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub = verbs.add_parser(name, help=_first_line(func), description=func.__doc__)
         sub.intermixed = True  # users put flags anywhere among the overrides
         _add_common(sub)
-        sub.add_argument("config", help="run config (YAML)")
-        sub.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.lr=1e-4")
+        _add_config(sub)
         if name in ("run", "train"):
             sub.add_argument("--resume", action="store_true",
                              help="continue from the run directory's last checkpoint")
@@ -94,10 +93,9 @@ def _add_estimate(verbs: Any, func: Callable) -> None:
     from tunesmith.training.hardware import GPUS
 
     sub = verbs.add_parser("estimate", help=_first_line(func), description=func.__doc__)
+    sub.intermixed = True
     _add_common(sub)
-    sub.add_argument("config", help="run config (YAML)")
-    sub.add_argument("--set", dest="overrides", action="append", default=[],
-                     metavar="KEY=VALUE", help="override a config value, e.g. training.lr=1e-4")
+    _add_config(sub)
     sub.add_argument("--hardware", default="cpu", choices=["cpu", *GPUS],
                      help="this CPU (measured once, cached) or a catalogued GPU")
     sub.add_argument("--base-bits", type=int, choices=[4, 8], default=None,
@@ -105,6 +103,15 @@ def _add_estimate(verbs: Any, func: Callable) -> None:
     sub.add_argument("--processes", type=positive_int, default=1, help="data-parallel processes")
     sub.add_argument("--json", action="store_true", help="print the estimate as JSON")
     sub.set_defaults(func=func)
+
+
+def _add_config(sub: argparse.ArgumentParser) -> None:
+    """The run config and its overrides, given bare (`training.lr=1e-4`) or with --set."""
+    sub.add_argument("config", help="run config (YAML)")
+    sub.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                     help="dotted overrides, e.g. training.lr=1e-4 (or --set KEY=VALUE)")
+    sub.add_argument("--set", dest="set_overrides", action="append", default=[],
+                     metavar="KEY=VALUE", help="an override, as a flag")
 
 
 def _first_line(func: Callable) -> str:

@@ -47,7 +47,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     if isinstance(config.model.add_tokens, list):
         problems.extend(check_new_tokens(config.model.add_tokens))
     if problems:
-        raise ConfigError(problems, source)
+        problems, from_overrides = _blame_overrides(problems, overrides or [])
+        raise ConfigError(problems, "the command line" if from_overrides else source)
     _resolve_paths(config)
     return config
 
@@ -88,6 +89,21 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], problems: list[st
         else:
             node[parts[-1]] = value
     return result
+
+
+def _blame_overrides(problems: list[str], overrides: list[str]) -> tuple[list[str], bool]:
+    """Name the command-line override behind each problem it caused; True when every
+    problem came from one (the config file is then not to blame)."""
+    given = {item.partition("=")[0]: item for item in overrides}
+    named, blamed = [], 0
+    for problem in problems:
+        key = problem.partition(":")[0]
+        if problem.startswith("override "):
+            blamed += 1
+        elif key in given:
+            problem, blamed = f"{problem} (from the override {given[key]})", blamed + 1
+        named.append(problem)
+    return named, blamed == len(problems)
 
 
 def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:

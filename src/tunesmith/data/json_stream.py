@@ -3,20 +3,26 @@
 The array is decoded incrementally from fixed-size chunks, so memory holds one row plus a
 chunk, never the whole file. A file whose top level is an object wrapping one array
 (`{"data": [...]}`) is read whole: its array cannot be found without parsing everything.
+
+Bytes that are not UTF-8 are decoded as lone surrogates (`surrogateescape`), so an item
+holding some in its strings is rejected with its line, its bytes kept as \\xNN escapes,
+and the rest of the file is read.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from tunesmith.data.readers import RawRow
+from tunesmith.data.readers import RawRow, not_utf8_reason, refuse_utf16
 from tunesmith.data.records import RowRef
 from tunesmith.errors import DataError
 
 CHUNK = 1 << 20  # characters decoded per read
+_ESCAPED = re.compile("[\udc80-\udcff]")  # a byte that was not UTF-8, after surrogateescape
 _DECODER = json.JSONDecoder()
 _SPACE = " \t\r\n"
 
@@ -28,7 +34,7 @@ class _Buffer:
         import codecs
 
         self.handle, self.path = handle, path
-        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
         self.text, self.pos, self.lines, self.eof = "", 0, 0, False
 
     def more(self) -> bool:
@@ -37,14 +43,7 @@ class _Buffer:
             return False
         raw = self.handle.read(CHUNK)
         self.eof = not raw
-        try:
-            piece = self.decoder.decode(raw, final=self.eof)
-        except UnicodeDecodeError as err:
-            # the bad byte's line: lines already read, those of the text not yet parsed,
-            # and those of this chunk before the byte (a JSON file is one document: it stops)
-            line = self.lines + self.text.count("\n") + raw[: max(err.start, 0)].count(b"\n")
-            raise DataError(f"{self.path}:{line + 1}: not valid UTF-8; re-save the file "
-                            "as UTF-8") from None
+        piece = self.decoder.decode(raw, final=self.eof)
         self.lines += self.text.count("\n", 0, self.pos)
         self.text, self.pos = self.text[self.pos :] + piece, 0
         return not self.eof or bool(piece)
@@ -64,6 +63,7 @@ class _Buffer:
 
 def read_json_array(path: Path, handle: IO[bytes]) -> Iterator[RawRow]:
     """Yield the objects of a top-level JSON array in order."""
+    refuse_utf16(handle, path)
     buf = _Buffer(handle, path)
     first = buf.skip_space()
     if first != "[":
@@ -81,30 +81,48 @@ def read_json_array(path: Path, handle: IO[bytes]) -> Iterator[RawRow]:
         elif number:
             _broken(buf, f"expected ',' or ']' after item {number}, found {char!r}")
         number += 1
-        value = _next_value(buf)
-        ref = RowRef(str(path), number, "item")
-        if isinstance(value, dict):
-            yield RawRow(ref, value)
-        else:
-            yield RawRow(ref, None, f"expected a JSON object, found {type(value).__name__}")
+        line = buf.line()
+        value, text = _next_value(buf)
+        yield _row(RowRef(str(path), number, "item"), value, text, line)
 
 
-def _next_value(buf: _Buffer) -> object:
-    """Decode the value at the position, reading more chunks while it is incomplete."""
+def _row(ref: RowRef, value: object, text: str, line: int | None) -> RawRow:
+    """The item as a row, or rejected: not an object, or holding bytes that are not UTF-8."""
+    bad = _ESCAPED.search(text)
+    if bad:
+        at = line + text.count("\n", 0, bad.start()) if line else None
+        kept = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        where = f"item {ref.line}"
+        return RawRow(ref, None, not_utf8_reason(at, where) if at else
+                      f"{where} is not valid UTF-8; re-save the file as UTF-8", kept)
+    if isinstance(value, dict):
+        return RawRow(ref, value)
+    return RawRow(ref, None, f"expected a JSON object, found {type(value).__name__}")
+
+
+def _next_value(buf: _Buffer) -> tuple[object, str]:
+    """Decode the value at the position, reading more chunks while it is incomplete; return
+    it with its text."""
     while True:
         try:
             value, end = _DECODER.raw_decode(buf.text, buf.pos)
         except json.JSONDecodeError as err:
+            # read before more(), which moves the text's start
+            line, escaped = buf.line(err.pos), _ESCAPED.match(buf.text, err.pos)
             if buf.more():
                 continue
-            _broken(buf, f"{err.msg} at line {buf.line(err.pos)}", buf.line(err.pos))
+            if escaped:  # outside any string: no row to reject
+                raise DataError(f"{buf.path}:{line}: not valid UTF-8 (a byte outside any "
+                                "string breaks the JSON); re-save the file as UTF-8 (iconv "
+                                "-f cp1252 -t utf-8)") from None
+            _broken(buf, f"{err.msg} at line {line}", line)
         except (ValueError, RecursionError) as err:
             raise DataError(f"{buf.path}: unreadable JSON ({str(err)[:120]})") from None
         else:
             if end == len(buf.text) and buf.more():
                 continue  # a number cut by the chunk's end would decode short
-            buf.pos = end
-            return value
+            text, buf.pos = buf.text[buf.pos : end], end
+            return value, text
 
 
 def _broken(buf: _Buffer, what: str, line: int | None = None) -> None:
@@ -132,8 +150,5 @@ def _read_whole(path: Path, buf: _Buffer) -> Iterator[RawRow]:
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON array of rows, found {type(data).__name__}")
     for number, value in enumerate(data, start=1):
-        ref = RowRef(str(path), number, "item")
-        if isinstance(value, dict):
-            yield RawRow(ref, value)
-        else:
-            yield RawRow(ref, None, f"expected a JSON object, found {type(value).__name__}")
+        text = json.dumps(value, ensure_ascii=False) if _ESCAPED.search(buf.text) else ""
+        yield _row(RowRef(str(path), number, "item"), value, text, None)

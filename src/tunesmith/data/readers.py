@@ -84,6 +84,11 @@ def _read_text_rows(path: Path, fmt: str, notes: ReadNotes) -> Iterator[RawRow]:
             yield from _read_jsonl(path, lines, notes, bad)
         else:
             yield from _read_csv(path, lines, "\t" if fmt == "tsv" else ",", bad)
+    if bad:  # one line for the file, beside the rows' own reasons
+        first = min(bad)
+        notes.fixes.append(f"{path}: {len(bad)} line(s) are not valid UTF-8 (first: line "
+                           f"{first}), their rows rejected; the file is likely Windows-1252 "
+                           f"or Latin-1: iconv -f cp1252 -t utf-8 {path.name} > utf8.{fmt}")
 
 
 def _skip_bom(handle: IO[bytes], path: Path, notes: ReadNotes) -> IO[bytes]:
@@ -100,11 +105,7 @@ def _lines(handle: IO[bytes], path: Path, notes: ReadNotes,
     decoded with its bad bytes written as \\xNN escapes and recorded in `bad`, so its row is
     rejected with the reason instead of stopping the file."""
     crlf = False
-    head = handle.read(4096)
-    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or head.count(0) > len(head) // 4:
-        # a byte-order mark, or NUL bytes in every other place: UTF-16 text without one
-        raise DataError(f"{path}: the file is UTF-16; re-save it as UTF-8")
-    handle.seek(0)
+    refuse_utf16(handle, path)
     for number, raw in enumerate(_skip_bom(handle, path, notes), start=1):
         if raw.endswith(b"\r\n"):
             raw, crlf = raw[:-2] + b"\n", True
@@ -117,13 +118,26 @@ def _lines(handle: IO[bytes], path: Path, notes: ReadNotes,
         notes.fixes.append(f"{path}: converted CRLF line endings")
 
 
+def refuse_utf16(handle: IO[bytes], path: Path) -> None:
+    """Stop on a UTF-16 file (its rows cannot be told apart); leave the handle at 0."""
+    head = handle.read(4096)
+    handle.seek(0)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or head.count(0) > len(head) // 4:
+        # a byte-order mark, or NUL bytes in every other place: UTF-16 text without one
+        raise DataError(f"{path}: the file is UTF-16; re-save it as UTF-8")
+
+
+def not_utf8_reason(line: int, where: str) -> str:
+    """Why a row with bytes that are not UTF-8 is rejected, and the fix."""
+    return (f"line {line} is not valid UTF-8 ({where}); re-save the file as UTF-8 (from "
+            "Windows-1252 or Latin-1: iconv -f cp1252 -t utf-8)")
+
+
 def _not_utf8(bad: dict[int, int], numbers: list[int]) -> str | None:
     """The rejection reason when any of a row's lines is not UTF-8, else None."""
     for number in numbers:
         if number in bad:
-            return (f"line {number} is not valid UTF-8 (byte {bad[number]} of the line, "
-                    "from 0); re-save the file as UTF-8 (from Windows-1252 or Latin-1: "
-                    "iconv -f cp1252 -t utf-8)")
+            return not_utf8_reason(number, f"byte {bad[number]} of the line, from 0")
     return None
 
 

@@ -271,6 +271,8 @@ def _resume(inputs: TrainInputs, cfg: TrainingConfig, accelerator: Any, shards: 
     if inputs.resume and last is None:
         logger.warning("--resume: no checkpoint in %s; starting from step 0", inputs.out_dir)
     if last is None:
+        if accelerator.is_main_process:  # rows of a run killed before its first checkpoint
+            _trim_metrics(inputs.out_dir / "metrics.jsonl", 0)
         return state
     state, weights = load_checkpoint(
         last, lambda saved: shards.load_optimizer_state(optimizer, saved), scheduler)
