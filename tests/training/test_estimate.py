@@ -340,3 +340,17 @@ def test_bf16_on_a_cpu_counts_the_frozen_copies_and_says_what_time_leaves_out(
         assert all("copies" not in n for n in note)
     gpu = Hardware("gpu", "gpu", 100.0, 1000.0, 0.35, 80.0, 1.5)
     assert cost.estimate(shape, bf16, gpu)["notes"] == []
+
+
+def test_ddp_counts_its_gradient_buckets() -> None:
+    # several processes: DDP's reducer holds a flat copy of every gradient
+    shape = cost.ArchShape(params=134_515_008, embedding_params=28_311_552,
+                           head_params=28_311_552, linear_params=106_168_320, layers=30,
+                           hidden=576, intermediate=1536, kv_hidden=192, vocab=49152,
+                           heads=9, tied=True)
+    cpu = Hardware("cpu", "cpu", 0.17, 20.0, 0.6, runtime_gb=0.45)
+    one, two = (cost.memory_split(shape, RunPlan(method="full", batch_size=4, longest=200,
+                                                 processes=n), cpu) for n in (1, 2))
+    assert "gradient_buckets_gb" not in one
+    assert two["gradient_buckets_gb"] == one["gradients_gb"]
+    assert two["peak_gb"] == pytest.approx(one["peak_gb"] + one["gradients_gb"], abs=1e-5)

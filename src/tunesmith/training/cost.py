@@ -108,11 +108,14 @@ def memory_split(shape: ArchShape, plan: RunPlan, hw: Hardware) -> dict[str, flo
     parts = {"weights": weights, "gradients": trained * dtype,
              "optimizer_states": trained * ADAMW_BYTES, "activations": activations,
              "logits": logits, "runtime_overhead": hw.runtime_gb * GB}
+    if plan.processes > 1:  # DDP reduces through flat buckets: a second copy of the gradients
+        parts["gradient_buckets"] = trained * dtype
     split = {f"{k}_gb": round(v / GB, 6) for k, v in parts.items()}
     # backward frees each layer's activations as it writes that layer's gradients, and the
     # loop drops gradients after every step: the two peak at different moments
     transient = max(activations + logits, parts["gradients"])
-    steady = weights + parts["optimizer_states"] + parts["runtime_overhead"]
+    steady = (weights + parts["optimizer_states"] + parts["runtime_overhead"]
+              + parts.get("gradient_buckets", 0.0))
     split["peak_gb"] = round((steady + transient) / GB, 6)
     return split
 
