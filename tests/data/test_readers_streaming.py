@@ -153,3 +153,22 @@ def test_broken_json_names_its_line_when_the_file_fits_one_chunk(tmp_path: Path)
     path.write_text("\n".join(lines))
     with pytest.raises(DataError, match=r"a\.json:20: broken JSON"):
         list(read_rows(path))
+
+
+@pytest.mark.parametrize("name", ["a.json", "a.jsonl", "w.json"])
+def test_a_lone_surrogate_escape_rejects_its_row_only(tmp_path: Path, name: str) -> None:
+    items = ['{"prompt": "a\\ud800", "completion": "b"}',  # half a UTF-16 pair: no character
+             '{"prompt": "\\ud83d\\ude00", "completion": "d"}']  # a whole pair: an emoji
+    path = tmp_path / name
+    body = {"a.json": "[" + ",\n".join(items) + "]", "a.jsonl": "\n".join(items),
+            "w.json": '{"data": [' + ",".join(items) + "]}"}[name]
+    path.write_text(body)
+    rows = list(read_rows(path))
+    assert rows[0].value is None and "no character" in rows[0].error
+    assert rows[1].value == {"prompt": "\U0001f600", "completion": "d"}
+
+
+def test_a_json_array_with_a_utf8_bom_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "bom.json"
+    path.write_bytes(b'\xef\xbb\xbf[{"prompt": "a", "completion": "b"}]')
+    assert [r.value for r in read_rows(path)] == [{"prompt": "a", "completion": "b"}]

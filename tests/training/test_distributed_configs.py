@@ -60,7 +60,7 @@ def test_deepspeed_config_follows_the_run_config(caplog) -> None:
     configure_deepspeed(ds, batch_size=3, processes=4, max_grad_norm=None)
     assert ds == {"train_batch_size": 12, "train_micro_batch_size_per_gpu": 3,
                   "gradient_accumulation_steps": 1, "gradient_clipping": 0.0}
-    assert "gradient_clipping: 1.0" in caplog.text and "0.0" in caplog.text
+    assert "gradient_clipping: 1.0" in caplog.text and "no clipping" in caplog.text
     with pytest.raises(ConfigError, match="training.grad_accum"):
         configure_deepspeed({"gradient_accumulation_steps": 4}, 3, 4, 1.0)
 
@@ -74,3 +74,16 @@ def test_deepspeed_launch_without_deepspeed_says_how_to_install(monkeypatch) -> 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match=r"tunesmith\[deepspeed\]"):
         check_deepspeed_installed()
+
+
+def test_deepspeed_refusals_are_config_errors(monkeypatch) -> None:
+    from tunesmith.errors import ConfigError
+    from tunesmith.training.sharding import deepspeed_config_errors
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(ConfigError, match=r"^the DeepSpeed config: stage Input should be"), \
+            deepspeed_config_errors():
+        raise ValueError("stage\n  Input should be 0, 1, 2 or 3")
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "false")
+    with pytest.raises(ValueError, match="not DeepSpeed"), deepspeed_config_errors():
+        raise ValueError("not DeepSpeed")  # other launches: untouched

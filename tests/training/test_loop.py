@@ -255,3 +255,19 @@ def test_resume_in_another_precision_says_so(toy_dir, examples, tmp_path, caplog
         "bf16" in caplog.text
     saved = json.loads((cut / "checkpoints" / "step-0000006" / "state.json").read_text())
     assert saved["mixed_precision"] == "bf16"
+
+
+def test_resume_with_another_number_of_processes_is_refused(toy_dir, examples,
+                                                            tmp_path) -> None:
+    from tunesmith.errors import CheckpointError
+
+    full = tmp_path / "full"
+    _train(toy_dir, examples, full, False, 2, True)
+    state = json.loads((full / "checkpoints" / "step-0000002" / "state.json").read_text())
+    assert state["processes"] == 1
+    cut = tmp_path / "cut"
+    shutil.copytree(full / "checkpoints" / "step-0000002", cut / "checkpoints" / "step-0000002")
+    saved = cut / "checkpoints" / "step-0000002" / "state.json"
+    saved.write_text(json.dumps({**state, "processes": 2}))  # as written by 2 processes
+    with pytest.raises(CheckpointError, match=r"trained on 2 process\(es\), this launch has 1"):
+        _train(toy_dir, examples, cut, True, 2, True)

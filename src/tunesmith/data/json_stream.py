@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from tunesmith.data.readers import RawRow, not_utf8_reason, refuse_utf16
+from tunesmith.data.readers import (
+    LONE_SURROGATE_REASON,
+    SURROGATE_ESCAPE,
+    RawRow,
+    lone_surrogate,
+    not_utf8_reason,
+    refuse_utf16,
+)
 from tunesmith.data.records import RowRef
 from tunesmith.errors import DataError
 
@@ -83,11 +90,13 @@ def read_json_array(path: Path, handle: IO[bytes]) -> Iterator[RawRow]:
         number += 1
         line = buf.line()
         value, text = _next_value(buf)
-        yield _row(RowRef(str(path), number, "item"), value, text, line)
+        yield _row(RowRef(str(path), number, "item"), value, text, line,
+                   bool(SURROGATE_ESCAPE.search(text)))
 
 
-def _row(ref: RowRef, value: object, text: str, line: int | None) -> RawRow:
-    """The item as a row, or rejected: not an object, or holding bytes that are not UTF-8."""
+def _row(ref: RowRef, value: object, text: str, line: int | None, halves: bool) -> RawRow:
+    """The item as a row, or rejected: not an object, holding bytes that are not UTF-8, or
+    (when `halves` says its text has such escapes) a lone surrogate."""
     bad = _ESCAPED.search(text)
     if bad:
         at = line + text.count("\n", 0, bad.start()) if line else None
@@ -95,9 +104,12 @@ def _row(ref: RowRef, value: object, text: str, line: int | None) -> RawRow:
         where = f"item {ref.line}"
         return RawRow(ref, None, not_utf8_reason(at, where) if at else
                       f"{where} is not valid UTF-8; re-save the file as UTF-8", kept)
-    if isinstance(value, dict):
-        return RawRow(ref, value)
-    return RawRow(ref, None, f"expected a JSON object, found {type(value).__name__}")
+    if not isinstance(value, dict):
+        return RawRow(ref, None, f"expected a JSON object, found {type(value).__name__}")
+    if halves and lone_surrogate(value):
+        kept = json.dumps(value)  # ASCII escapes: writable
+        return RawRow(ref, None, LONE_SURROGATE_REASON, kept)
+    return RawRow(ref, value)
 
 
 def _next_value(buf: _Buffer) -> tuple[object, str]:
@@ -115,7 +127,7 @@ def _next_value(buf: _Buffer) -> tuple[object, str]:
                 raise DataError(f"{buf.path}:{line}: not valid UTF-8 (a byte outside any "
                                 "string breaks the JSON); re-save the file as UTF-8 (iconv "
                                 "-f cp1252 -t utf-8)") from None
-            _broken(buf, f"{err.msg} at line {line}", line)
+            _broken(buf, f"{err.msg}, line {line}", line)
         except (ValueError, RecursionError) as err:
             raise DataError(f"{buf.path}: unreadable JSON ({str(err)[:120]})") from None
         else:
@@ -149,6 +161,9 @@ def _read_whole(path: Path, buf: _Buffer) -> Iterator[RawRow]:
         data = data[lists[0]]
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON array of rows, found {type(data).__name__}")
+    # once for the file: rows are checked one by one only when these can be in them
+    escaped = bool(_ESCAPED.search(buf.text))
+    halves = bool(SURROGATE_ESCAPE.search(buf.text))
     for number, value in enumerate(data, start=1):
-        text = json.dumps(value, ensure_ascii=False) if _ESCAPED.search(buf.text) else ""
-        yield _row(RowRef(str(path), number, "item"), value, text, None)
+        text = json.dumps(value, ensure_ascii=False) if escaped else ""
+        yield _row(RowRef(str(path), number, "item"), value, text, None, halves)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -119,12 +120,31 @@ def _lines(handle: IO[bytes], path: Path, notes: ReadNotes,
 
 
 def refuse_utf16(handle: IO[bytes], path: Path) -> None:
-    """Stop on a UTF-16 file (its rows cannot be told apart); leave the handle at 0."""
+    """Stop on a UTF-16 file (its rows cannot be told apart); leave the handle where it
+    was (after a UTF-8 byte-order mark, say)."""
+    start = handle.tell()
     head = handle.read(4096)
-    handle.seek(0)
+    handle.seek(start)
     if head[:2] in (b"\xff\xfe", b"\xfe\xff") or head.count(0) > len(head) // 4:
         # a byte-order mark, or NUL bytes in every other place: UTF-16 text without one
         raise DataError(f"{path}: the file is UTF-16; re-save it as UTF-8")
+
+
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")  # \ud800 ... \udfff in JSON
+LONE_SURROGATE_REASON = ("holds a \\ud800-\\udfff escape that is no character (half of a "
+                         "UTF-16 pair); remove it or re-export the file with valid Unicode")
+
+
+def lone_surrogate(value: Any) -> bool:
+    """True when a string in `value` (keys too) holds a UTF-16 surrogate on its own: valid
+    JSON (`"\\ud800"`) that no text encoding can write."""
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return any(lone_surrogate(k) or lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(lone_surrogate(v) for v in value)
+    return False
 
 
 def not_utf8_reason(line: int, where: str) -> str:
@@ -167,6 +187,8 @@ def _parse_json_object(ref: RowRef, line: str) -> RawRow:
     if not isinstance(value, dict):
         kind = type(value).__name__
         return RawRow(ref, None, f"expected a JSON object, found a {kind}", line)
+    if SURROGATE_ESCAPE.search(line) and lone_surrogate(value):
+        return RawRow(ref, None, LONE_SURROGATE_REASON, line)
     return RawRow(ref, value, text=line)
 
 

@@ -32,6 +32,7 @@ class LoopState:
     stop_reason: str | None = None
     fingerprint: dict[str, Any] | None = None
     mixed_precision: str | None = None  # what the steps so far ran in (no, bf16, fp16)
+    processes: int | None = None  # data-parallel processes: the schedule depends on them
 
 
 def save_checkpoint(

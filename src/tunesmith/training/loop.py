@@ -50,6 +50,7 @@ from tunesmith.training.sharding import (
     check_deepspeed_installed,
     configure_deepspeed,
     cpu_fsdp_requested,
+    deepspeed_config_errors,
     deepspeed_requested,
     shard_on_cpu,
     sharding_of,
@@ -219,7 +220,8 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
         logger.info("mixed precision %s: float32 weights and optimizer, %s matrix products",
                     mixed, mixed)
     _forget_other_precision(mixed)
-    accelerator = Accelerator(mixed_precision=mixed, **_device_options())
+    with deepspeed_config_errors():
+        accelerator = Accelerator(mixed_precision=mixed, **_device_options())
     model = inputs.model
     inputs.out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.gradient_checkpointing:
@@ -248,7 +250,8 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
     if cpu_fsdp:
         optimizer = accelerator.prepare(optimizer)  # no DDP around the FSDP2 module
     else:
-        module, optimizer = accelerator.prepare(module, optimizer)
+        with deepspeed_config_errors():
+            module, optimizer = accelerator.prepare(module, optimizer)
     module.train()
     sharding = sharding_of(module)
     keep_copies(model, sharding is None)  # bf16 copies of frozen weights: unsharded only
@@ -263,7 +266,9 @@ def _resume(inputs: TrainInputs, cfg: TrainingConfig, accelerator: Any, shards: 
             optimizer: Any, scheduler: Any, total: int) -> LoopState:
     """Restore the last checkpoint when resuming (every process loads it); else a new state."""
     mixed = str(accelerator.mixed_precision)
-    state = LoopState(fingerprint=inputs.fingerprint or None, mixed_precision=mixed)
+    processes = accelerator.num_processes
+    state = LoopState(fingerprint=inputs.fingerprint or None, mixed_precision=mixed,
+                      processes=processes)
     last = latest_checkpoint(inputs.out_dir / "checkpoints")
     if last is not None and not inputs.resume:
         raise CheckpointError(f"{inputs.out_dir} already holds checkpoints ({last.name}); "
@@ -277,6 +282,13 @@ def _resume(inputs: TrainInputs, cfg: TrainingConfig, accelerator: Any, shards: 
     state, weights = load_checkpoint(
         last, lambda saved: shards.load_optimizer_state(optimizer, saved), scheduler)
     check_fingerprint(last, state.fingerprint, inputs.fingerprint)
+    if state.processes not in (None, processes):
+        raise CheckpointError(
+            f"{last} was trained on {state.processes} process(es), this launch has "
+            f"{processes}: the data order and learning-rate schedule depend on the number; "
+            f"resume with {state.processes} (torchrun --nproc_per_node or accelerate "
+            "--num_processes)")
+    state.processes = processes
     if state.mixed_precision not in (None, mixed):
         logger.warning("%s was trained with mixed precision %s; the steps from %d on run in "
                        "%s", last.name, state.mixed_precision, state.step + 1, mixed)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +84,22 @@ def check_deepspeed_installed() -> None:
         raise ConfigError([problem], source="the accelerate launch")
 
 
+@contextmanager
+def deepspeed_config_errors() -> Iterator[None]:
+    """Report accelerate's and DeepSpeed's refusals of a DeepSpeed launch config (bad stage,
+    `auto` where a number is needed, a missing config file) as one-line config errors."""
+    if not deepspeed_requested():
+        yield
+        return
+    try:
+        yield
+    except ValueError as err:  # pydantic's ValidationError is one too
+        text = " ".join(str(err).split())
+        problem = (f"{text[:300]}; check the deepspeed_config section of the accelerate "
+                   "config file (or the DeepSpeed JSON it names)")
+        raise ConfigError([problem], source="the DeepSpeed config") from None
+
+
 def configure_deepspeed(ds_config: dict[str, Any], batch_size: int, processes: int,
                         max_grad_norm: float | None) -> None:
     """Fill the DeepSpeed config with what tunesmith's loop decides, before `prepare`.
@@ -103,8 +121,10 @@ def configure_deepspeed(ds_config: dict[str, Any], batch_size: int, processes: i
     for key, value in ours.items():
         given = ds_config.get(key, "auto")
         if given != "auto" and float(given) != value:
+            ours_text = "no clipping (training.max_grad_norm: null)" \
+                if key == "gradient_clipping" and not value else value
             logger.warning("the DeepSpeed config sets %s: %s; tunesmith's loop uses %s "
-                           "(from the run config's training section)", key, given, value)
+                           "(from the run config's training section)", key, given, ours_text)
         ds_config[key] = value
 
 
@@ -264,7 +284,10 @@ class ModelShards:
                 shape = getattr(param, "ds_shape", param.shape)  # ZeRO-3 keeps it aside
                 whole = {k: v.detach().to("cpu", copy=True).reshape(shape) for k, v in
                          entry.items()}
-                state[index] = {"step": steps[0].detach().to("cpu", copy=True), **whole}
+                # a tensor in torch's AdamW, an int in DeepSpeed's CPU Adam (offload)
+                step = torch.as_tensor(steps[0], dtype=torch.float32).detach().to("cpu",
+                                                                                  copy=True)
+                state[index] = {"step": step, **whole}
         if not self.main:
             return None
         count = len(self._trainable())
@@ -297,7 +320,7 @@ class ModelShards:
         for st in basic.state.values():
             if "step" in st:
                 st["step"] = step.to(st["step"].device, st["step"].dtype).clone() \
-                    if torch.is_tensor(st["step"]) else float(step)
+                    if torch.is_tensor(st["step"]) else type(st["step"])(step.item())
 
     def _names_by_id(self) -> dict[int, str]:
         return {id(p): name for name, p in _named(self.root)}
