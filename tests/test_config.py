@@ -37,6 +37,17 @@ def test_a_bad_override_is_blamed_on_the_command_line(tmp_path: Path) -> None:
     assert "training.lr: " in str(both.value) and "from the override" in str(both.value)
 
 
+@pytest.mark.parametrize(("override", "expected"), [
+    ("training.lr=.nan", "training.lr: expected a finite number"),
+    ("training.lr=.inf", "training.lr: expected a finite number"),
+    ("training.warmup_ratio=1.5", "training.warmup_ratio: must be <= 1.0"),
+    ("training.max_grad_norm=-1", "training.max_grad_norm: must be >= 0.0"),
+])
+def test_numbers_out_of_range_are_refused(override: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_config(None, [override])
+
+
 def test_a_bare_no_is_the_word_where_the_choices_name_it(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("training:\n  mixed_precision: no\n")  # YAML 1.1: false

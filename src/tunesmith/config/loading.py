@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -146,6 +147,9 @@ def _check_value(key: str, value: Any, hint: Any, meta: Any, problems: list[str]
         problems.append(f"{key}: expected one of {', '.join(map(str, choices))}, found {value!r}")
     minimum, maximum = meta.get("minimum"), meta.get("maximum")
     number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and not math.isfinite(value):  # .nan and .inf pass every comparison below
+        problems.append(f"{key}: expected a finite number, found {value!r}")
+        return value
     if minimum is not None and number and value < minimum:
         problems.append(f"{key}: must be >= {minimum}, found {value!r}")
     if maximum is not None and number and value > maximum:

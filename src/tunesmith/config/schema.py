@@ -78,9 +78,11 @@ class TrainingConfig:
                                    "examples", minimum=8)
     lr: float = opt(2e-4, "peak learning rate", minimum=0.0)
     schedule: str = opt("cosine", "learning-rate schedule", ("cosine", "linear", "constant"))
-    warmup_ratio: float = opt(0.03, "share of steps spent warming up", minimum=0.0)
+    warmup_ratio: float = opt(0.03, "share of steps spent warming up", minimum=0.0,
+                              maximum=1.0)
     weight_decay: float = opt(0.0, "AdamW weight decay", minimum=0.0)
-    max_grad_norm: float | None = opt(1.0, "gradient clipping norm; null = off")
+    max_grad_norm: float | None = opt(1.0, "gradient clipping norm; null = off",
+                                      minimum=0.0)
     eval_every: int = opt(100, "eval loss every N steps (0 = only at the end)", minimum=0)
     save_every: int = opt(100, "checkpoint every N steps (0 = only at the end)", minimum=0)
     keep_checkpoints: int = opt(2, "how many recent checkpoints to keep", minimum=1)
