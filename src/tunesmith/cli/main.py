@@ -21,6 +21,7 @@ logger = logging.getLogger("tunesmith")
 def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _name_deepspeed_accelerator()
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -116,6 +117,20 @@ def _add_config(sub: argparse.ArgumentParser) -> None:
 
 def _first_line(func: Callable) -> str:
     return (func.__doc__ or "").strip().splitlines()[0]
+
+
+def _name_deepspeed_accelerator() -> None:
+    """With tunesmith[deepspeed] installed, transformers probes DeepSpeed's accelerator at
+    import, and on a machine without a GPU DeepSpeed warns that it fell back to the CPU;
+    naming the CPU accelerator there (as that fallback does) keeps runs quiet."""
+    import importlib.util
+
+    if "DS_ACCELERATOR" in os.environ or importlib.util.find_spec("deepspeed") is None:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["DS_ACCELERATOR"] = "cpu"
 
 
 # verbs that train or generate: they run under tcmalloc/jemalloc when installed
