@@ -42,16 +42,15 @@ from tunesmith.training.checkpoint import (
     save_checkpoint,
 )
 from tunesmith.training.methods import Method
-from tunesmith.training.progress import Progress
+from tunesmith.training.progress import Progress, trim_metrics
 from tunesmith.training.schedule import Schedule, schedule_for
 from tunesmith.training.sharding import (
     ModelShards,
+    accelerator_options,
     check_cpu_fsdp_launch,
-    check_deepspeed_installed,
     configure_deepspeed,
     cpu_fsdp_requested,
     deepspeed_config_errors,
-    deepspeed_requested,
     shard_on_cpu,
     sharding_of,
 )
@@ -191,20 +190,6 @@ def _forget_other_precision(mixed: str) -> None:
         AcceleratorState._reset_state()
 
 
-def _device_options() -> dict[str, Any]:
-    """How the Accelerator finds its device: CPU when there is no GPU, except under DeepSpeed,
-    which accelerate starts only without `cpu=True`; there it gets gloo named, or it would
-    see no backend and run each process alone."""
-    from accelerate.utils import InitProcessGroupKwargs
-
-    if deepspeed_requested():
-        check_deepspeed_installed()
-    if torch.cuda.is_available():
-        return {"cpu": False}
-    if deepspeed_requested():
-        return {"cpu": False, "kwargs_handlers": [InitProcessGroupKwargs(backend="gloo")]}
-    return {"cpu": True}
-
 
 def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
     """Build optimizer, schedule and accelerator; restore the last checkpoint if resuming."""
@@ -221,7 +206,7 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
                     mixed, mixed)
     _forget_other_precision(mixed)
     with deepspeed_config_errors():
-        accelerator = Accelerator(mixed_precision=mixed, **_device_options())
+        accelerator = Accelerator(mixed_precision=mixed, **accelerator_options())
     model = inputs.model
     inputs.out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.gradient_checkpointing:
@@ -277,7 +262,7 @@ def _resume(inputs: TrainInputs, cfg: TrainingConfig, accelerator: Any, shards: 
         logger.warning("--resume: no checkpoint in %s; starting from step 0", inputs.out_dir)
     if last is None:
         if accelerator.is_main_process:  # rows of a run killed before its first checkpoint
-            _trim_metrics(inputs.out_dir / "metrics.jsonl", 0)
+            trim_metrics(inputs.out_dir / "metrics.jsonl", 0)
         return state
     state, weights = load_checkpoint(
         last, lambda saved: shards.load_optimizer_state(optimizer, saved), scheduler)
@@ -302,7 +287,7 @@ def _resume(inputs: TrainInputs, cfg: TrainingConfig, accelerator: Any, shards: 
     if state.step >= total:
         logger.info("already at step %d of %d; nothing to train", state.step, total)
     if accelerator.is_main_process:
-        _trim_metrics(inputs.out_dir / "metrics.jsonl", state.step)
+        trim_metrics(inputs.out_dir / "metrics.jsonl", state.step)
     return state
 
 
@@ -404,23 +389,6 @@ def _metrics_row(run: _Session, loss: float, lr: float, elapsed: float, tokens: 
             "elapsed_s": round(elapsed, 4),
             "eta_s": elapsed / (state.step - resumed_from) * (run.total - state.step)}
 
-
-def _trim_metrics(path: Path, step: int) -> None:
-    """Keep only complete metric rows up to `step`: a killed run may have logged past its
-    last checkpoint, or died mid-line."""
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("step", 0) <= step:
-            kept.append(line)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-    tmp.replace(path)
 
 
 def _due(step: int, every: int, total: int) -> bool:

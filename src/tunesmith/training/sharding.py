@@ -418,3 +418,18 @@ def _by_name(saved: dict[str, Any], optimizer: Any, names: dict[int, str]) -> di
                        f"this model trains ({len(order)})")
     groups = [{**g, "params": [order[i] for i in g["params"]]} for g in saved["param_groups"]]
     return {"state": {order[i]: v for i, v in saved["state"].items()}, "param_groups": groups}
+
+
+def accelerator_options() -> dict[str, Any]:
+    """How the Accelerator finds its device: CPU when there is no GPU, except under DeepSpeed,
+    which accelerate starts only without `cpu=True`; there it gets gloo named, or it would
+    see no backend and run each process alone."""
+    from accelerate.utils import InitProcessGroupKwargs
+
+    if deepspeed_requested():
+        check_deepspeed_installed()
+    if torch.cuda.is_available():
+        return {"cpu": False}
+    if deepspeed_requested():
+        return {"cpu": False, "kwargs_handlers": [InitProcessGroupKwargs(backend="gloo")]}
+    return {"cpu": True}
