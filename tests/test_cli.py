@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 
+from tunesmith.cli import commands
 from tunesmith.cli.main import build_parser, main
 
 ROWS = [{"messages": [{"role": "user", "content": f"Say {w}."},
@@ -211,10 +212,33 @@ def test_every_override_verb_takes_flags_between_overrides(verb: str) -> None:
     assert (args.config, args.overrides, args.debug) == ("c.yaml", ["x=1", "y=2"], True)
 
 
-@pytest.mark.parametrize("verb", ["run", "train", "estimate"])
+@pytest.mark.parametrize("verb", ["run", "train", "eval", "export", "estimate"])
 def test_overrides_are_given_bare_or_with_set(verb: str) -> None:
     args = build_parser().parse_args([verb, "c.yaml", "x=1", "--set", "y=2", "z=3"])
-    assert (args.overrides, args.set_overrides) == (["x=1", "z=3"], ["y=2"])
+    assert args.overrides == ["x=1", "y=2", "z=3"]
+
+
+@pytest.mark.parametrize("verb", ["run", "train", "eval", "export", "estimate"])
+@pytest.mark.parametrize(("words", "wins"), [
+    (["a.b=1", "--set", "a.b=2"], "a.b=2"),
+    (["--set", "a.b=2", "a.b=1"], "a.b=1"),
+    (["--set=a.b=2", "a.b=1"], "a.b=1"),
+    (["a.b=1", "--se", "a.b=2"], "a.b=2"),
+    (["--set", "a.b=2", "--debug", "a.b=1", "--set", "a.b=3"], "a.b=3"),
+])
+def test_the_later_override_wins_bare_or_with_set(verb: str, words: list[str],
+                                                  wins: str) -> None:
+    args = build_parser().parse_args([verb, "c.yaml", *words])
+    assert args.overrides[-1] == wins
+    assert sorted(args.overrides) == sorted(w.removeprefix("--set=") for w in words
+                                            if w.startswith(("a.b", "--set=")))
+
+
+def test_the_later_override_sets_the_config(config: Path, capsys) -> None:
+    for words, expected in [(["training.lr=0.5", "--set", "training.lr=0.25"], 0.25),
+                            (["--set", "training.lr=0.25", "training.lr=0.5"], 0.5)]:
+        args = build_parser().parse_args(["train", str(config), *words])
+        assert commands._config(args).training.lr == expected
 
 
 def test_an_unknown_flag_among_overrides_is_still_refused(capsys) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,9 +27,36 @@ class FlagsAnywhereParser(argparse.ArgumentParser):
             return super().parse_known_args(args, namespace)
         self._inside = True
         try:
-            return self.parse_known_intermixed_args(args, namespace)
+            parsed, extras = self.parse_known_intermixed_args(args, namespace)
         finally:
             self._inside = False
+        if hasattr(parsed, "set_overrides"):
+            words = list(sys.argv[1:] if args is None else args)
+            parsed.overrides = in_given_order(words, parsed.overrides, parsed.set_overrides)
+            del parsed.set_overrides
+        return parsed, extras
+
+
+def in_given_order(words: list[str], bare: list[str], flagged: list[str]) -> list[str]:
+    """Merge bare overrides and `--set` ones in command-line order, so the later one wins.
+
+    The intermixed parse reads every flag before any positional, which loses that order;
+    `words` (the verb's arguments) gives it back.
+    """
+    merged: list[str] = []
+    bare_left, flagged_left = list(bare), list(flagged)
+    after_set = False
+    for word in words:
+        flag, equals, value = word.partition("=")
+        is_set = len(flag) > 2 and "--set".startswith(flag)  # argparse takes --se for --set
+        if is_set and equals:
+            after_set, word = True, value
+        if after_set and flagged_left and word == flagged_left[0]:
+            merged.append(flagged_left.pop(0))
+        elif not after_set and bare_left and word == bare_left[0]:
+            merged.append(bare_left.pop(0))
+        after_set = is_set and not equals
+    return [*merged, *bare_left, *flagged_left]
 
 
 def positive_int(text: str) -> int:

@@ -11,7 +11,7 @@ from tunesmith.config import load_config
 
 
 def _config(args: argparse.Namespace) -> Any:
-    return load_config(args.config, [*args.overrides, *args.set_overrides])
+    return load_config(args.config, args.overrides)
 
 
 def run(args: argparse.Namespace) -> int:
