@@ -266,3 +266,10 @@ def test_bad_new_tokens_stop_before_the_run_folder_exists(config: Path, tokens: 
     assert f"(from the override model.add_tokens={tokens})" in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (config.parent / "run").exists()
+
+
+def test_a_malformed_list_override_is_a_command_line_error(config: Path, capsys) -> None:
+    assert main(["train", str(config), "--set", "data.train=[a.jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tunesmith: error: the command line: override 'data.train=[a.jsonl'")
+    assert "[a.jsonl, b.jsonl]" in err and err.count("\n") == 1

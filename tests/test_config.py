@@ -38,6 +38,25 @@ def test_a_bad_override_is_blamed_on_the_command_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("override", "expected"), [
+    ("data.train=[a.jsonl", "expected a list such as [a.jsonl, b.jsonl]; balance the brackets"),
+    ("data.train=[a.jsonl, b.jsonl]]", "expected a list such as [a.jsonl, b.jsonl]"),
+    ("data.mapping={user: q", "expected a mapping such as {a: 1, b: 2}; balance the braces"),
+    ("data.system_prompt='Be brief", "expected a quoted text such as 'a b'; close the quote"),
+])
+def test_a_malformed_list_override_is_refused(override: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as bad:
+        load_config(None, [override])
+    assert str(bad.value).startswith(f"the command line: override {override!r}: malformed value")
+    assert expected in str(bad.value) and len(bad.value.problems) == 1
+
+
+def test_text_yaml_cannot_read_stays_text() -> None:
+    config = load_config(None, ["data.system_prompt=@home", "data.train=[a.jsonl, b.jsonl]"])
+    assert config.data.system_prompt == "@home"
+    assert [Path(p).name for p in config.data.train] == ["a.jsonl", "b.jsonl"]
+
+
+@pytest.mark.parametrize(("override", "expected"), [
     ("training.lr=.nan", "training.lr: expected a finite number"),
     ("training.lr=.inf", "training.lr: expected a finite number"),
     ("training.warmup_ratio=1.5", "training.warmup_ratio: must be <= 1.0"),

@@ -76,10 +76,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], problems: list[st
         if not sep or not key:
             problems.append(f"override {item!r}: expected key.sub=value")
             continue
-        try:
-            value = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError:
-            value = text
+        value, problem = _override_value(key, text)
+        if problem:
+            problems.append(f"override {item!r}: {problem}")
+            continue
         node = result
         parts = key.split(".")
         for part in parts[:-1]:
@@ -90,6 +90,33 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], problems: list[st
         else:
             node[parts[-1]] = value
     return result
+
+
+# what a value opening with each of these was meant to be, and how to fix it
+_FLOW_VALUES = {
+    "[": ("a list such as [a.jsonl, b.jsonl]", "balance the brackets"),
+    "{": ("a mapping such as {a: 1, b: 2}", "balance the braces"),
+    '"': ('a quoted text such as "a b"', "close the quote"),
+    "'": ("a quoted text such as 'a b'", "close the quote"),
+}
+
+
+def _override_value(key: str, text: str) -> tuple[Any, str | None]:
+    """Parse an override's value as YAML; return (value, problem).
+
+    Text YAML cannot read stays text (`a: b: c`), except a value opening a list, mapping or
+    quote: `data.train=[a.jsonl` is a list missing its `]`, not a file name.
+    """
+    try:
+        return (yaml.safe_load(text) if text else ""), None
+    except yaml.YAMLError:
+        opener = text.lstrip()[:1]
+        if opener not in _FLOW_VALUES:
+            return text, None
+    expected, fix = _FLOW_VALUES[opener]
+    if opener in "[{":
+        fix += f", or quote the value if the {opener} is part of the text: {key}='{text}'"
+    return None, f"malformed value; expected {expected}; {fix}"
 
 
 def _blame_overrides(problems: list[str], overrides: list[str]) -> tuple[list[str], bool]:
