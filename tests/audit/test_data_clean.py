@@ -37,7 +37,7 @@ def test_kept_plus_dropped_is_every_input_row(planted, tmp_path: Path) -> None:
     assert lines == {"ExactDuplicate": len(planted.exact), "NearDuplicate": len(planted.near),
                      "Contradiction": 2 * len(planted.contradictions),
                      "EmptyAnswer": len(planted.empty)}
-    dropped_lines = {r["row"]["line"] for r in dropped}
+    dropped_lines = {r["ref"]["line"] for r in dropped}
     assert dropped_lines == (planted.exact | planted.near | planted.empty
                              | set().union(*planted.contradictions))
 
@@ -46,7 +46,25 @@ def test_rejects_keep_the_original_content(planted, tmp_path: Path) -> None:
     clean_data([str(planted.path)], tmp_path / "out")
     originals = planted.path.read_text().splitlines()
     for reject in _read(tmp_path / "out" / "rejects.jsonl"):
-        assert reject["original"] == json.loads(originals[reject["row"]["line"] - 1])
+        assert reject["original"] == json.loads(originals[reject["ref"]["line"] - 1])
+
+
+def test_clean_and_training_rejects_have_one_structure(tmp_path: Path) -> None:
+    from tunesmith.data.loading import load_conversations, write_rejects
+
+    rows = [{"messages": [{"role": "user", "content": "Hi?"},
+                          {"role": "assistant", "content": "Hello."}]},
+            {"messages": [{"role": "user", "content": "Hi?"},
+                          {"role": "assistant", "content": " "}]}]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    clean_data([str(data)], tmp_path / "out")
+    (cleaned,) = _read(tmp_path / "out" / "rejects.jsonl")
+    write_rejects(load_conversations([str(data)]).rejects, tmp_path / "run-rejects.jsonl")
+    (trained,) = _read(tmp_path / "run-rejects.jsonl")
+    assert cleaned == trained == {
+        "ref": {"source": str(data), "line": 2}, "action": "dropped", "rule": "EmptyAnswer",
+        "reason": cleaned["reason"], "field": cleaned["field"], "original": rows[1]}
 
 
 def test_sensitive_data_is_redacted_with_typed_placeholders(planted, tmp_path: Path) -> None:
@@ -56,7 +74,7 @@ def test_sensitive_data_is_redacted_with_typed_placeholders(planted, tmp_path: P
     for kind in planted.sensitive:
         assert f"<{kind}>" in kept
     changed = [r for r in _read(tmp_path / "out" / "rejects.jsonl") if r["action"] == "changed"]
-    assert {r["row"]["line"] for r in changed} == set().union(*planted.sensitive.values())
+    assert {r["ref"]["line"] for r in changed} == set().union(*planted.sensitive.values())
     assert all(r["rule"] == "Redacted" for r in changed)
 
 

@@ -103,5 +103,5 @@ def test_rejects_file_keeps_the_original_row_of_a_too_long_one(tokenizer, write_
     (line,) = (tmp_path / "rejects.jsonl").read_text().splitlines()
     entry = json.loads(line)
     assert entry["rule"] == "TooLong" and entry["ref"]["line"] == 2
-    assert entry["original"] == long_row and entry["row_form"] == "messages"
-    assert entry["row"]["messages"][-1] == {"role": "assistant", "content": "ok"}
+    assert entry["original"] == long_row and entry["action"] == "dropped"
+    assert entry["normalised"]["messages"][-1] == {"role": "assistant", "content": "ok"}

@@ -36,6 +36,7 @@ from tunesmith.data.checks.table import RowTable, gather
 from tunesmith.data.checks.textchecks import Side, TextChecks, first_positions
 from tunesmith.data.hashing import sha256_file
 from tunesmith.data.readers import RawRow
+from tunesmith.data.records import RowRef, rejects_entry
 from tunesmith.data.shapes import RowMapping, RowProblem, to_conversation
 from tunesmith.errors import DataError
 
@@ -292,7 +293,7 @@ def _verdicts(raws: list[tuple[int, RawRow]]) -> list[tuple[int, dict | None, An
 def _verdict(position: int, raw: RawRow, shape: str, mapping: RowMapping | None,
              options: CleanOptions, decide: _Decisions) -> tuple[dict | None, Any]:
     """(rejects.jsonl entry or None, the row to keep or None) for one input row."""
-    where = {"source": raw.ref.source, raw.ref.unit: raw.ref.line}
+    where = raw.ref
     if raw.value is None:
         return _dropped(where, "BrokenRow", raw.error or "unreadable row", None, raw.text), None
     try:
@@ -317,14 +318,13 @@ def _verdict(position: int, raw: RawRow, shape: str, mapping: RowMapping | None,
     if not changes:
         return None, value
     rule = changes[-1].split(":")[0]  # Redacted outranks NormalisedText
-    return {"row": where, "action": "changed", "rule": rule, "reason": "; ".join(changes),
-            "field": None, "original": raw.value, "cleaned": value}, value
+    entry = rejects_entry(where, "changed", rule, "; ".join(changes), None, raw.value)
+    return {**entry, "cleaned": value}, value
 
 
-def _dropped(where: dict, rule: str, reason: str, field_name: str | None,
+def _dropped(where: RowRef, rule: str, reason: str, field_name: str | None,
              original: Any) -> dict:
-    return {"row": where, "action": "dropped", "rule": rule, "reason": reason,
-            "field": field_name, "original": original}
+    return rejects_entry(where, "dropped", rule, reason, field_name, original)
 
 
 def _dump(value: Any) -> str:

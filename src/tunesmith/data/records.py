@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -59,7 +59,8 @@ class Reject:
     """A row that was dropped, with the rule that dropped it and the original content.
 
     Rows dropped after normalising (e.g. too long once tokenized) hold the normalised
-    messages in `row` (row_form "messages") and the file's own row in `original`.
+    messages in `row` (row_form "messages") and the file's own row in `original`; the
+    rejects file names them `normalised` and `original` (see `rejects_entry`).
     """
 
     ref: RowRef
@@ -75,8 +76,19 @@ class Reject:
         return f"{where}: {self.reason}"
 
     def to_json(self) -> str:
-        payload = asdict(self)
-        payload["ref"] = {"source": self.ref.source, self.ref.unit: self.ref.line}
-        if self.row_form == "original":
-            del payload["row_form"], payload["original"]
-        return json.dumps(payload, ensure_ascii=False, default=str)
+        """One rejects.jsonl line, in the structure `data clean` writes too (see
+        `rejects_entry`); rows dropped after normalising add their `normalised` messages."""
+        original = self.row if self.row_form == "original" else self.original
+        entry = rejects_entry(self.ref, "dropped", self.rule, self.reason, self.field, original)
+        if self.row_form != "original":
+            entry["normalised"] = self.row
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def rejects_entry(ref: RowRef, action: str, rule: str, reason: str, field_name: str | None,
+                  original: Any) -> dict[str, Any]:
+    """A rejects.jsonl entry, alike for training runs and `data clean`: where the row is
+    (`ref`: source and line or item), what happened (`action`: dropped or changed), why
+    (`rule`, `reason`, `field`) and the file's own row (`original`)."""
+    return {"ref": {"source": ref.source, ref.unit: ref.line}, "action": action, "rule": rule,
+            "reason": reason, "field": field_name, "original": original}
