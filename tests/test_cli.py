@@ -106,6 +106,25 @@ def test_resume_continues_from_the_last_checkpoint(config: Path) -> None:
     assert summary["training"]["steps"] == 6
 
 
+@pytest.mark.parametrize("older_checkpoint", [False, True])
+def test_summary_after_a_resume_lists_the_whole_runs_eval_losses(config: Path,
+                                                                 older_checkpoint: bool) -> None:
+    assert main(["train", str(config), "training.max_steps=3"]) == 0
+    run = config.parent / "run"
+    state_file = run / "checkpoints/step-0000003/state.json"
+    state = json.loads(state_file.read_text())
+    assert [step for step, _ in state["eval_losses"]] == [2, 3]
+    if older_checkpoint:  # written before checkpoints kept the history: metrics.jsonl has it
+        del state["eval_losses"]
+        state_file.write_text(json.dumps(state))
+    assert main(["train", str(config), "--resume"]) == 0
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    logged = [[r["step"], r["eval_loss"]] for r in rows if "eval_loss" in r]
+    assert [step for step, _ in logged] == [2, 3, 4, 6]
+    summary = json.loads((run / "summary.json").read_text())["training"]
+    assert summary["resumed_from_step"] == 3 and summary["eval_losses"] == logged
+
+
 def test_config_problems_are_all_reported(config: Path, capsys) -> None:
     code = main(["run", str(config), "training.lr=fast", "training.batchsize=2",
                  "method.name=magic"])

@@ -6,7 +6,7 @@ import json
 import random
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ class LoopState:
     fingerprint: dict[str, Any] | None = None
     mixed_precision: str | None = None  # what the steps so far ran in (no, bf16, fp16)
     processes: int | None = None  # data-parallel processes: the schedule depends on them
+    # [step, eval loss] of every evaluation so far, so a resumed run reports the whole run's
+    eval_losses: list[list[float]] = field(default_factory=list)
 
 
 def save_checkpoint(

@@ -42,7 +42,7 @@ from tunesmith.training.checkpoint import (
     save_checkpoint,
 )
 from tunesmith.training.methods import Method
-from tunesmith.training.progress import Progress, trim_metrics
+from tunesmith.training.progress import Progress, logged_eval_losses, trim_metrics
 from tunesmith.training.schedule import Schedule, schedule_for
 from tunesmith.training.sharding import (
     ModelShards,
@@ -107,7 +107,7 @@ def _lr_scheduler(optimizer: Any, cfg: TrainingConfig, total: int) -> Any:
     from transformers import get_scheduler
 
     name = {"constant": "constant_with_warmup"}.get(cfg.schedule, cfg.schedule)
-    warmup = int(round(cfg.warmup_ratio * total))
+    warmup = round(cfg.warmup_ratio * total)
     return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
 
 
@@ -267,6 +267,8 @@ def _resume(inputs: TrainInputs, cfg: TrainingConfig, accelerator: Any, shards: 
     state, weights = load_checkpoint(
         last, lambda saved: shards.load_optimizer_state(optimizer, saved), scheduler)
     check_fingerprint(last, state.fingerprint, inputs.fingerprint)
+    if not state.eval_losses:  # a checkpoint from before they were kept in it
+        state.eval_losses = logged_eval_losses(inputs.out_dir / "metrics.jsonl", state.step)
     if state.processes not in (None, processes):
         raise CheckpointError(
             f"{last} was trained on {state.processes} process(es), this launch has "
@@ -309,6 +311,7 @@ def _train(run: _Session, inputs: TrainInputs, cfg: TrainingConfig) -> TrainResu
     state, main = run.state, run.accelerator.is_main_process
     result = TrainResult(0, 0.0, 0, 0, None, resumed_from=state.step,
                          world_size=run.accelerator.num_processes, sharding=run.shards.kind)
+    result.eval_losses = [(int(step), loss) for step, loss in state.eval_losses]
     progress = Progress(run.total, state.step, inputs.out_dir / "metrics.jsonl" if main
                         else None, inputs.progress and main)
     if cfg.early_stopping_patience and not inputs.eval:
@@ -455,6 +458,7 @@ def _run_eval(run: _Session, inputs: TrainInputs, cfg: TrainingConfig, result: T
     value = evaluate_loss(run.module, inputs.eval, inputs.pad_id, cfg.batch_size * 2,
                           accelerator)
     result.eval_losses.append((state.step, value))
+    state.eval_losses.append([state.step, value])
     progress.record({"step": state.step, "eval_loss": value})
     best = state.best_eval_loss
     if best is None or value < best - cfg.early_stopping_min_delta:

@@ -87,3 +87,19 @@ def trim_metrics(path: Path, step: int) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
     tmp.replace(path)
+
+
+def logged_eval_losses(path: Path, step: int) -> list[list[float]]:
+    """[step, eval loss] of the evaluations `metrics.jsonl` logged up to `step`: the history
+    of a checkpoint written before checkpoints kept it."""
+    if not path.is_file():
+        return []
+    found = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "eval_loss" in row and row.get("step", 0) <= step:
+            found.append([row["step"], row["eval_loss"]])
+    return found
