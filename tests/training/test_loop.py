@@ -257,6 +257,20 @@ def test_resume_in_another_precision_says_so(toy_dir, examples, tmp_path, caplog
     assert saved["mixed_precision"] == "bf16"
 
 
+def test_a_launchers_other_precision_is_named_once_and_not_used(toy_dir, examples, tmp_path,
+                                                                 monkeypatch, caplog) -> None:
+    import logging
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # accelerate launch, fp16 file
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        _train(toy_dir, examples, tmp_path / "run", False, 8)
+    named = [r for r in caplog.records if "launcher asks for mixed precision fp16" in
+             r.getMessage()]
+    assert len(named) == 1 and "trains in float32" in named[0].getMessage()
+    saved = json.loads((tmp_path / "run/checkpoints/step-0000002/state.json").read_text())
+    assert saved["mixed_precision"] == "no"
+
+
 def test_resume_with_another_number_of_processes_is_refused(toy_dir, examples,
                                                             tmp_path) -> None:
     from tunesmith.errors import CheckpointError

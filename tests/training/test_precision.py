@@ -57,6 +57,25 @@ def test_bf16_is_honoured_on_a_cpu_with_native_bf16(slow_cpu, monkeypatch, caplo
     assert "fp16 ignored on CPU" in caplog.text
 
 
+@pytest.mark.parametrize(("launcher", "setting", "resolved", "warns"), [
+    ("fp16", "no", "no", True), ("bf16", "auto", "no", True), ("fp16", "bf16", "bf16", True),
+    ("no", "bf16", "bf16", False), ("fp16", "fp16", "fp16", False), ("bf16", "auto", "bf16", False),
+    ("fp16", "fp16", "no", False),  # resolve_mixed_precision already says why fp16 is off
+    (None, "auto", "no", False),
+])
+def test_a_launcher_asking_for_another_precision_is_named(monkeypatch, launcher, setting,
+                                                         resolved, warns) -> None:
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    if launcher is not None:
+        monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launcher)
+    message = precision.launcher_precision_warning(setting, resolved)
+    assert (message is not None) == warns
+    if warns:
+        assert f"launcher asks for mixed precision {launcher}" in message
+        assert f"training.mixed_precision is {setting}" in message
+        assert f"set training.mixed_precision: {launcher}" in message
+
+
 def test_frozen_copy_is_cast_once_and_again_after_a_change() -> None:
     owner = torch.nn.Linear(4, 3)
     weight = owner.weight.detach()

@@ -80,6 +80,25 @@ def resolve_mixed_precision(setting: str) -> str:
     return "no"
 
 
+def launcher_precision_warning(setting: str, resolved: str) -> str | None:
+    """A warning when `accelerate launch` asked for another mixed precision than this run's.
+
+    The launcher passes its config file's (or --mixed_precision's) value to the workers as
+    ACCELERATE_MIXED_PRECISION; tunesmith trains in `resolved`, from training.mixed_precision
+    (`setting`). The launcher's `no` is its default whatever the file says, so it is no ask.
+    """
+    import os
+
+    asked = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").strip().lower()
+    if asked in ("no", setting, resolved):
+        return None
+    used = "float32 (no mixed precision)" if resolved == "no" else resolved
+    return (f"the accelerate launcher asks for mixed precision {asked} (its config file or "
+            f"--mixed_precision), but training.mixed_precision is {setting}, so this run "
+            f"trains in {used}; to train in {asked}, set training.mixed_precision: {asked} "
+            f"in the run config (or add training.mixed_precision={asked})")
+
+
 def autocast_dtype(device: str) -> Any:
     """The dtype autocast computes matrix products in on `device`, or None when it is off."""
     import torch

@@ -24,7 +24,12 @@ from tunesmith.formatting.chat import IGNORE_INDEX, EncodedExample
 from tunesmith.modeling.attention import restore_attention, use_varlen_attention
 from tunesmith.modeling.fused_lora import fuse_lora_layers
 from tunesmith.modeling.loss import SupervisedLoss, mean_token_loss
-from tunesmith.modeling.precision import keep_copies, release_copies, resolve_mixed_precision
+from tunesmith.modeling.precision import (
+    keep_copies,
+    launcher_precision_warning,
+    release_copies,
+    resolve_mixed_precision,
+)
 from tunesmith.modeling.rmsnorm import fuse_rmsnorms
 from tunesmith.modeling.rotary import restore_rotary, use_fused_rotary
 from tunesmith.modeling.swiglu import lean_swiglu_layers
@@ -207,6 +212,9 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
     _forget_other_precision(mixed)
     with deepspeed_config_errors():
         accelerator = Accelerator(mixed_precision=mixed, **accelerator_options())
+    mismatch = launcher_precision_warning(cfg.mixed_precision, mixed)
+    if mismatch and accelerator.is_main_process:
+        logger.warning(mismatch)
     model = inputs.model
     inputs.out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.gradient_checkpointing:
