@@ -19,7 +19,7 @@ def test_bom_crlf_and_blank_lines_give_identical_records(tmp_path: Path) -> None
     bom = tmp_path / "bom.jsonl"
     bom.write_bytes(b"\xef\xbb\xbf" + f"{ROW1}\r\n{ROW2}   \r\n\r\n".encode())
     rows = [r.value for r in read_rows(bom)]
-    assert list(rows[0])[0] == "messages"
+    assert next(iter(rows[0])) == "messages"
     assert "lang" not in rows[0]["meta"] and "src" not in rows[1]["meta"]
     assert rows == [r.value for r in read_rows(plain)]
     with_bom, without = load_conversations(bom), load_conversations(plain)
@@ -65,6 +65,18 @@ def test_a_line_that_is_not_utf8_rejects_its_row_only(tmp_path: Path) -> None:
         utf16.write_bytes(f"{ROW1}\n".encode(encoding))
         with pytest.raises(DataError, match="UTF-16; re-save it as UTF-8"):
             list(read_rows(utf16))
+
+
+def test_a_multi_line_csv_record_not_utf8_is_named_by_its_first_line(tmp_path: Path) -> None:
+    path = tmp_path / "spans.csv"
+    path.write_bytes(b'prompt,completion\nhi,hello\n"Say a\nw\xe9rd",word\nbye,ciao\n')
+    result = load_conversations(path)
+    assert len(result.conversations) == 2
+    (reject,) = result.rejects
+    assert reject.describe() == (
+        f"{path}:3: the record from line 3 is not valid UTF-8 (the byte is on line 4, byte 1 "
+        "of that line, from 0); re-save the file as UTF-8 (from Windows-1252 or Latin-1: "
+        "iconv -f cp1252 -t utf-8)")
 
 
 def test_csv_with_quoted_newlines_keeps_line_numbers(tmp_path: Path) -> None:

@@ -147,17 +147,28 @@ def lone_surrogate(value: Any) -> bool:
     return False
 
 
+RESAVE_AS_UTF8 = ("re-save the file as UTF-8 (from Windows-1252 or Latin-1: iconv -f cp1252 "
+                  "-t utf-8)")
+
+
 def not_utf8_reason(line: int, where: str) -> str:
     """Why a row with bytes that are not UTF-8 is rejected, and the fix."""
-    return (f"line {line} is not valid UTF-8 ({where}); re-save the file as UTF-8 (from "
-            "Windows-1252 or Latin-1: iconv -f cp1252 -t utf-8)")
+    return f"line {line} is not valid UTF-8 ({where}); {RESAVE_AS_UTF8}"
 
 
 def _not_utf8(bad: dict[int, int], numbers: list[int]) -> str | None:
-    """The rejection reason when any of a row's lines is not UTF-8, else None."""
+    """The rejection reason when any of a row's lines is not UTF-8, else None.
+
+    A CSV record whose quoted field spans lines is named by its first line, as its row is;
+    the line holding the byte is given once, in parentheses.
+    """
     for number in numbers:
-        if number in bad:
+        if number in bad and number == numbers[0]:
             return not_utf8_reason(number, f"byte {bad[number]} of the line, from 0")
+        if number in bad:
+            return (f"the record from line {numbers[0]} is not valid UTF-8 (the byte is on "
+                    f"line {number}, byte {bad[number]} of that line, from 0); "
+                    f"{RESAVE_AS_UTF8}")
     return None
 
 
