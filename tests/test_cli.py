@@ -292,3 +292,14 @@ def test_a_malformed_list_override_is_a_command_line_error(config: Path, capsys)
     err = capsys.readouterr().err
     assert err.startswith("tunesmith: error: the command line: override 'data.train=[a.jsonl'")
     assert "[a.jsonl, b.jsonl]" in err and err.count("\n") == 1
+
+
+def test_only_rank_zero_prints_a_config_error(config: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("RANK", "1")  # another process of a distributed launch
+    assert main(["train", str(config), "training.lr=fast"]) == 2
+    assert capsys.readouterr().err == ""
+    assert main(["train", str(config), "data.train=no-such.jsonl"]) == 2
+    assert "no-such.jsonl" in capsys.readouterr().err  # may be this rank's own: it says it
+    monkeypatch.setenv("RANK", "0")
+    assert main(["train", str(config), "training.lr=fast"]) == 2
+    assert capsys.readouterr().err.startswith("tunesmith: error: the command line: training.lr")

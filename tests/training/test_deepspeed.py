@@ -117,3 +117,24 @@ def test_zero3_trains_like_ddp_and_resumes_under_zero2(tmp_path: Path, toy_dir: 
     assert _relative(*[checkpoint(run, 6, "weights.pt") for run in (zero3, zero2)]) <= 1e-6
     _check_same_optimizer(*[checkpoint(run, 6, "optimizer.pt") for run in (zero3, zero2)],
                           1e-6)
+
+
+def test_a_deepspeed_config_error_is_printed_once(tmp_path: Path, toy_dir: Path, write_jsonl,
+                                                  free_port) -> None:
+    launch = yaml.safe_load((ROOT / "examples/distributed/deepspeed_zero2.yaml").read_text())
+    launch["deepspeed_config"]["gradient_accumulation_steps"] = 4  # tunesmith accumulates
+    launch_file = tmp_path / "zero2-accumulating.yaml"
+    launch_file.write_text(yaml.safe_dump(launch))
+    data = (write_jsonl(ROWS), write_jsonl(HELD_OUT, "held_out.jsonl"))
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(launch_file), "--num_processes", "2", "--main_process_ip", "127.0.0.1",
+               "--main_process_port", str(free_port()), "-m", "tunesmith.cli.main", "train",
+               str(_config(tmp_path, toy_dir, data, "zero2"))]
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, check=False)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("tunesmith: error")]
+    expected = ("tunesmith: error: the DeepSpeed config: gradient_accumulation_steps: 4 in "
+                "the DeepSpeed config; tunesmith accumulates itself: set it to 1 there and "
+                "training.grad_accum in the run config")
+    assert errors == [expected]  # from rank 0; rank 1 exits with the same code quietly

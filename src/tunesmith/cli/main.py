@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tunesmith.cli.arguments import FlagsAnywhereParser, positive_int
-from tunesmith.errors import TunesmithError
+from tunesmith.errors import ConfigError, TunesmithError
 from tunesmith.modeling.quantization import NOISY_LOGGERS
 from tunesmith.training.allocator import relaunch_with_allocator
 
@@ -133,6 +133,14 @@ def _name_deepspeed_accelerator() -> None:
         os.environ["DS_ACCELERATOR"] = "cpu"
 
 
+def _rank_zero_says(err: TunesmithError) -> bool:
+    """True on ranks other than 0 of a distributed launch for a config error: every rank
+    reads the same config files and raises it alike, so rank 0's line is enough."""
+    from tunesmith.rundir import is_main_process
+
+    return isinstance(err, ConfigError) and not is_main_process()
+
+
 # verbs that train or generate: they run under tcmalloc/jemalloc when installed
 ALLOCATOR_VERBS = ("run", "train", "eval")
 
@@ -156,12 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     except TunesmithError as err:
         if args.debug:
             raise
-        print(f"tunesmith: error: {err}", file=sys.stderr)
+        if not _rank_zero_says(err):
+            print(f"tunesmith: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tunesmith: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # noqa: BLE001 - the edge turns surprises into one line
+    except Exception as err:  # the edge turns surprises into one line
         if args.debug:
             raise
         print(f"tunesmith: internal error: {type(err).__name__}: {err} (rerun with --debug "
