@@ -51,11 +51,16 @@ def test_run_writes_a_complete_run_directory(config: Path, capsys) -> None:
     assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]  # 6 train rows, batch 2, 2 epochs
     assert {"loss", "lr", "tokens_per_s", "eta_s", "epoch"} <= set(steps[0])
     assert [r["step"] for r in rows if "eval_loss" in r] == [2, 4, 6]
+    # the process's RAM high-water mark: it never falls, and torch alone takes over 0.1 GB
+    peaks = [r["peak_rss_gb"] for r in steps]
+    assert peaks == sorted(peaks) and peaks[0] > 0.1
     predictions = [json.loads(x) for x in (run / "eval/predictions.jsonl").read_text()
                    .splitlines()]
     assert len(predictions) == 2 and {"base", "fine_tuned"} <= set(predictions[0])
     summary = json.loads((run / "summary.json").read_text())
     assert summary["merge_max_abs_logit_diff"] < 1e-3
+    assert summary["training"]["peak_rss_gb"] >= peaks[-1]
+    assert f"peak memory {summary['training']['peak_rss_gb']:.2f} GB RAM" in out
     assert set(summary["evaluation"]) == {"base", "fine_tuned"}
     # JSON references get a JSON validity score without any objective in the config
     assert 0.0 <= summary["evaluation"]["fine_tuned"]["json_parse_rate"] <= 1.0

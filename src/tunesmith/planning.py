@@ -76,14 +76,15 @@ def data_totals(config: RunConfig, tokenizer: Any, sample_rows: int = SAMPLE_ROW
 
 
 def run_plan(config: RunConfig, data: DataTotals, base_bits: int | None = None,
-             processes: int = 1) -> RunPlan:
+             processes: int = 1, sharding: str = "ddp") -> RunPlan:
     """The estimate's view of the config; a qlora method implies a 4-bit base."""
     t, method = config.training, config.method.name
     quantization = config.method.quantization if method in QUANTIZED_METHODS else None
     bits = base_bits or (QUANT_BITS.get(quantization, 4) if quantization else None)
     return RunPlan(method="lora" if method == "qlora" else method, dtype=config.model.dtype,
                    base_bits=bits, quantization=quantization, batch_size=t.batch_size,
-                   grad_accum=t.grad_accum, processes=processes, epochs=t.epochs,
+                   grad_accum=t.grad_accum, processes=processes, sharding=sharding,
+                   epochs=t.epochs,
                    max_steps=t.max_steps, gradient_checkpointing=t.gradient_checkpointing,
                    rows=data.rows, tokens=data.tokens, supervised=data.supervised,
                    longest=data.longest, longest_supervised=data.longest_supervised,
@@ -108,7 +109,7 @@ def budget_batches(config: RunConfig, data: DataTotals) -> list[int]:
 
 
 def estimate_run(config: RunConfig, hardware: str | None = None, base_bits: int | None = None,
-                 processes: int = 1) -> dict:
+                 processes: int = 1, sharding: str = "ddp") -> dict:
     """Estimate memory and time of `config` on `hardware` (None: this CPU)."""
     from tunesmith.modeling.inventory import arch_shape, load_tokenizer
 
@@ -116,7 +117,7 @@ def estimate_run(config: RunConfig, hardware: str | None = None, base_bits: int 
     shape = arch_shape(config.model.name, config.model.cache_dir, m.name, m.r,
                        m.target_modules, tuple(m.modules_to_save))
     data = data_totals(config, load_tokenizer(config.model.name, config.model.cache_dir))
-    plan = run_plan(config, data, base_bits, processes)
+    plan = run_plan(config, data, base_bits, processes, sharding)
     hw = hardware_profile(hardware, config.training.threads)
     result = estimate(shape, plan, hw)
     result["model"]["name"] = config.model.name
@@ -136,17 +137,17 @@ def describe(result: dict) -> str:
     fits = "" if "fits" not in mem else (" (fits)" if mem["fits"] else
                                          f" (does NOT fit in {mem['available_gb']:.0f} GB)")
     return "\n".join([
-        f"model {result['model']['name']}: {result['model']['params'] / 1e6:,.1f}M params, "
-        f"{result['model']['trainable_params'] / 1e6:,.2f}M trainable ({result['run']['method']})",
-        f"data: {data['rows']:,} rows, {data['tokens_per_epoch']:,} tokens/epoch "
-        f"({data['supervised_tokens_per_epoch']:,} supervised), longest {data['longest_example']}",
-        f"hardware: {hw['name']}, {hw['peak_tflops'] * 1000:,.0f} GFLOPS peak x "
-        f"{hw['efficiency']:.2f}",
+        (f"model {result['model']['name']}: {result['model']['params'] / 1e6:,.1f}M params, "
+        f"{result['model']['trainable_params'] / 1e6:,.2f}M trainable ({result['run']['method']})"),
+        (f"data: {data['rows']:,} rows, {data['tokens_per_epoch']:,} tokens/epoch "
+        f"({data['supervised_tokens_per_epoch']:,} supervised), longest {data['longest_example']}"),
+        (f"hardware: {hw['name']}, {hw['peak_tflops'] * 1000:,.0f} GFLOPS peak x "
+        f"{hw['efficiency']:.2f}"),
         "peak memory:", *parts, f"  {'total':18} {mem['peak_gb']:8.2f} GB{fits}",
-        f"steps: {time_['steps_per_epoch']:,}/epoch, {time_['total_steps']:,} in total; "
-        f"{time_['seconds_per_step']:.2f} s/step{_budget(result)}",
-        f"time: {_clock(time_['seconds_per_epoch'])} per epoch, {_clock(time_['total_seconds'])}"
-        f" in total ({time_['tokens_per_second']:,.0f} tokens/s)",
+        (f"steps: {time_['steps_per_epoch']:,}/epoch, {time_['total_steps']:,} in total; "
+        f"{time_['seconds_per_step']:.2f} s/step{_budget(result)}"),
+        (f"time: {_clock(time_['seconds_per_epoch'])} per epoch, {_clock(time_['total_seconds'])}"
+        f" in total ({time_['tokens_per_second']:,.0f} tokens/s)"),
         *(f"note: {note}" for note in result.get("notes", [])),
     ])
 

@@ -253,6 +253,12 @@ def test_estimate_command_prints_json(tmp_path, toy_dir, write_jsonl) -> None:
                             "--set", "training.batch_tokens=4"], check=False,
                            capture_output=True, text=True)
     assert small.returncode == 2 and "training.batch_tokens: must be >= 8" in small.stderr
+    split = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "estimate", str(path),
+                            "--processes", "4", "--sharding", "fsdp", "--json"], check=False,
+                           capture_output=True, text=True)
+    assert split.returncode == 0, split.stderr[-2000:]
+    sharded = json.loads(split.stdout)
+    assert sharded["run"]["sharding"] == "fsdp" and "gathered_weights_gb" in sharded["memory"]
 
 
 @pytest.mark.parametrize(("quantization", "bits"), [("nf4", 4), ("int4", 4), ("int8", 8)])
@@ -354,3 +360,40 @@ def test_ddp_counts_its_gradient_buckets() -> None:
     assert "gradient_buckets_gb" not in one
     assert two["gradient_buckets_gb"] == one["gradients_gb"]
     assert two["peak_gb"] == pytest.approx(one["peak_gb"] + one["gradients_gb"], abs=1e-5)
+    notes = [cost.estimate(shape, RunPlan(method="full", processes=n), cpu)["notes"]
+             for n in (1, 2)]
+    assert notes[0] == [] and len(notes[1]) == 1 and "per process under DDP" in notes[1][0]
+
+
+def test_fsdp_splits_model_states_and_gathers_for_checkpoints() -> None:
+    # SmolLM2-135M, full fine-tuning, 2 processes: FSDP splits weights, gradients and AdamW
+    # moments; the root unit (tied embeddings) and two decoder layers are whole at a time
+    shape = cost.ArchShape(params=134_515_008, embedding_params=28_311_552,
+                           head_params=28_311_552, linear_params=106_168_320, layers=30,
+                           hidden=576, intermediate=1536, kv_hidden=192, vocab=49152,
+                           heads=9, tied=True)
+    cpu = Hardware("cpu", "cpu", 0.17, 20.0, 0.6, runtime_gb=0.45)
+    gpu = Hardware("gpu", "gpu", 100.0, 1000.0, 0.35, 80.0, runtime_gb=0.45)
+    plans = {s: RunPlan(method="full", batch_size=4, longest=200, processes=2, sharding=s)
+             for s in ("ddp", "fsdp")}
+    ddp, fsdp = (cost.memory_split(shape, plans[s], cpu) for s in ("ddp", "fsdp"))
+    for part in ("weights_gb", "gradients_gb", "optimizer_states_gb"):
+        assert fsdp[part] == pytest.approx(ddp[part] / 2, abs=1e-6)
+    assert "gradient_buckets_gb" not in fsdp
+    root, layer = 28_311_552, (134_515_008 - 28_311_552) / 30
+    assert fsdp["gathered_weights_gb"] == pytest.approx((root + 2 * layer) * 4 / 1e9, abs=1e-6)
+    gather = 134_515_008 * 12 / 1e9  # float32 weights + two float32 moments
+    assert fsdp["checkpoint_gather_gb"] == pytest.approx(gather, abs=1e-6)
+    steady = fsdp["weights_gb"] + fsdp["optimizer_states_gb"] + 0.45
+    assert fsdp["peak_gb"] == pytest.approx(steady + gather, abs=1e-5)  # the gather's peak
+    # on a GPU the gather goes to host memory: the device peaks while training
+    on_gpu = cost.memory_split(shape, plans["fsdp"], gpu)
+    training = max(on_gpu["activations_gb"] + on_gpu["logits_gb"], on_gpu["gradients_gb"])
+    assert on_gpu["peak_gb"] == pytest.approx(steady + training + on_gpu["gathered_weights_gb"],
+                                              abs=1e-5)
+    # one process: nothing to split
+    one = RunPlan(method="full", batch_size=4, longest=200, processes=1, sharding="fsdp")
+    assert cost.sharded_over(one) == 1 and "gathered_weights_gb" not in cost.memory_split(
+        shape, one, cpu)
+    note = cost.estimate(shape, plans["fsdp"], cpu)["notes"]
+    assert len(note) == 1 and "split 2 ways" in note[0]

@@ -59,7 +59,8 @@ def estimate(args: argparse.Namespace) -> int:
 
     from tunesmith.planning import describe, estimate_run
 
-    result = estimate_run(_config(args), args.hardware, args.base_bits, args.processes)
+    result = estimate_run(_config(args), args.hardware, args.base_bits, args.processes,
+                          args.sharding)
     print(json.dumps(result, indent=2) if args.json else describe(result))
     return 0
 
@@ -109,6 +110,13 @@ def add_data_verbs(subparsers: Any, add_common: Callable[[argparse.ArgumentParse
     data_commands.register(subparsers, add_common)
 
 
+def _peak(memory: dict[str, float]) -> str:
+    """", peak memory 2.95 GB RAM, 10.20 GB GPU" for the main process, or ""."""
+    parts = [f"{memory[k]:.2f} GB {name}" for k, name in (("peak_rss_gb", "RAM"),
+                                                        ("peak_gpu_gb", "GPU")) if k in memory]
+    return f", peak memory {', '.join(parts)}" if parts else ""
+
+
 def _print_summary(outcome: Any) -> None:
     from tunesmith.rundir import is_main_process
 
@@ -130,7 +138,7 @@ def _print_summary(outcome: Any) -> None:
                     else f"{result.seconds:.0f} s")
             lines.append(f"training: {done} steps in {took} (now at step "
                          f"{result.steps}), {result.tokens_per_s:.0f} tokens/s, final loss "
-                         f"{result.final_loss:.4f}")
+                         f"{result.final_loss:.4f}{_peak(result.peak_memory)}")
         if result.eval_losses:
             step, loss = result.eval_losses[-1]
             lines.append(f"eval loss at step {step}: {loss:.4f}")

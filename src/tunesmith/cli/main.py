@@ -102,6 +102,9 @@ def _add_estimate(verbs: Any, func: Callable) -> None:
     sub.add_argument("--base-bits", type=int, choices=[4, 8], default=None,
                      help="bits per weight of a quantized frozen base (qlora implies 4)")
     sub.add_argument("--processes", type=positive_int, default=1, help="data-parallel processes")
+    sub.add_argument("--sharding", choices=["ddp", "fsdp"], default="ddp",
+                     help="how the processes hold the model: whole replicas (ddp) or split "
+                          "weights, gradients and optimizer states (fsdp)")
     sub.add_argument("--json", action="store_true", help="print the estimate as JSON")
     sub.set_defaults(func=func)
 

@@ -54,6 +54,7 @@ class RunPlan:
     batch_size: int = 8
     grad_accum: int = 1
     processes: int = 1
+    sharding: str = "ddp"  # how several processes hold the model: "ddp" (replicas) or "fsdp"
     epochs: float = 1.0
     max_steps: int | None = None
     gradient_checkpointing: bool = False
@@ -105,19 +106,44 @@ def memory_split(shape: ArchShape, plan: RunPlan, hw: Hardware) -> dict[str, flo
     supervised = max(plan.batch_tokens, plan.longest_supervised) if plan.batch_tokens \
         else plan.batch_size * plan.longest_supervised
     logits = min(supervised * shape.vocab * 4.0, LOGIT_CHUNK_BYTES)
-    parts = {"weights": weights, "gradients": trained * dtype,
-             "optimizer_states": trained * ADAMW_BYTES, "activations": activations,
+    shards = sharded_over(plan)
+    parts = {"weights": weights / shards, "gradients": trained * dtype / shards,
+             "optimizer_states": trained * ADAMW_BYTES / shards, "activations": activations,
              "logits": logits, "runtime_overhead": hw.runtime_gb * GB}
-    if plan.processes > 1:  # DDP reduces through flat buckets: a second copy of the gradients
+    if shards > 1:  # FSDP: a unit's whole weights while it computes, the next one prefetched
+        parts["gathered_weights"] = fsdp_units_bytes(shape, plan)
+    elif plan.processes > 1:  # DDP reduces through flat buckets: a second copy of gradients
         parts["gradient_buckets"] = trained * dtype
     split = {f"{k}_gb": round(v / GB, 6) for k, v in parts.items()}
     # backward frees each layer's activations as it writes that layer's gradients, and the
     # loop drops gradients after every step: the two peak at different moments
-    transient = max(activations + logits, parts["gradients"])
-    steady = (weights + parts["optimizer_states"] + parts["runtime_overhead"]
+    transient = max(activations + logits, parts["gradients"]) + parts.get("gathered_weights", 0)
+    steady = (parts["weights"] + parts["optimizer_states"] + parts["runtime_overhead"]
               + parts.get("gradient_buckets", 0.0))
-    split["peak_gb"] = round((steady + transient) / GB, 6)
+    peak = steady + transient
+    if shards > 1:
+        # a checkpoint gathers the whole trained weights and AdamW moments in the main
+        # process: in its RAM, which on a GPU is host memory (offloaded), not the device's
+        gather = trained * (dtype + ADAMW_BYTES)
+        split["checkpoint_gather_gb"] = round(gather / GB, 6)
+        if hw.kind == "cpu":
+            peak = max(peak, steady + gather)
+    split["peak_gb"] = round(peak / GB, 6)
     return split
+
+
+def sharded_over(plan: RunPlan) -> int:
+    """How many processes split the weights, gradients and optimizer states (1: replicas)."""
+    return plan.processes if plan.sharding == "fsdp" and plan.processes > 1 else 1
+
+
+def fsdp_units_bytes(shape: ArchShape, plan: RunPlan) -> float:
+    """Whole weights alive at once under FSDP: the root unit (embeddings, output head, final
+    norm), which stays gathered, plus two decoder layers (the one computing and the next)."""
+    dtype = DTYPE_BYTES.get(plan.dtype, 4.0)
+    root = shape.embedding_params + (0 if shape.tied else shape.head_params)
+    layer = (shape.params - root) / max(shape.layers, 1)
+    return (root + 2 * layer) * dtype
 
 
 def micro_tokens(plan: RunPlan) -> int:
@@ -234,6 +260,20 @@ def bf16_note(plan: RunPlan, hw: Hardware) -> str | None:
             f"1.6-1.9x faster on a 2-vCPU Xeon with AMX){kept}")
 
 
+def layout_note(plan: RunPlan) -> str | None:
+    """What the memory of several processes assumes, or None for one process."""
+    if plan.processes < 2:
+        return None
+    zero = "DeepSpeed ZeRO is not modelled (measured numbers: docs/distributed.md)"
+    if sharded_over(plan) == 1:
+        return ("memory is per process under DDP, which keeps the whole model, its gradients "
+                f"and AdamW moments in every process (--sharding fsdp splits them); {zero}")
+    return (f"memory is per process under FSDP: weights, gradients and AdamW moments split "
+            f"{plan.processes} ways, plus whole units while they compute; each checkpoint "
+            f"gathers the trained weights and moments in the main process's RAM (host memory "
+            f"on GPUs); {zero}")
+
+
 def schedule(plan: RunPlan) -> tuple[int, int]:
     """Optimizer steps per epoch and in total, as the training loop counts them."""
     if plan.batch_tokens:
@@ -267,5 +307,6 @@ def estimate(shape: ArchShape, plan: RunPlan, hw: Hardware) -> dict:
                  "total_seconds": round(seconds * total, 1),
                  "tokens_per_second": round(plan.tokens / max(per_epoch, 1) / seconds, 1),
                  "dequant_seconds_per_step": round(dequant_seconds(shape, plan, hw), 3)},
-        "notes": [n for n in [dequant_note(shape, plan, hw), bf16_note(plan, hw)] if n],
+        "notes": [n for n in [dequant_note(shape, plan, hw), bf16_note(plan, hw),
+                              layout_note(plan)] if n],
     }

@@ -47,7 +47,7 @@ from tunesmith.training.checkpoint import (
     save_checkpoint,
 )
 from tunesmith.training.methods import Method
-from tunesmith.training.progress import Progress, logged_eval_losses, trim_metrics
+from tunesmith.training.progress import Progress, logged_eval_losses, peak_memory, trim_metrics
 from tunesmith.training.schedule import Schedule, schedule_for
 from tunesmith.training.sharding import (
     ModelShards,
@@ -102,6 +102,7 @@ class TrainResult:
     best_eval_loss: float | None = None
     restored_best: bool = False
     sharding: str | None = None  # "fsdp1", "fsdp2", "zero3": weights were split over processes
+    peak_memory: dict[str, float] = field(default_factory=dict)  # the main process's, in GB
 
     @property
     def tokens_per_s(self) -> float:
@@ -348,6 +349,7 @@ def _train(run: _Session, inputs: TrainInputs, cfg: TrainingConfig) -> TrainResu
     result.cpu_seconds = time.process_time() - cpu_started
     result.tokens = state.tokens - tokens_at_start
     _finish(inputs, cfg, run, result, progress)
+    result.peak_memory = peak_memory()  # after the last checkpoint's gather, too
     return result
 
 
@@ -398,7 +400,8 @@ def _metrics_row(run: _Session, loss: float, lr: float, elapsed: float, tokens: 
             "supervised_tokens": state.supervised_tokens,
             "tokens_per_s": tokens / elapsed if elapsed else 0.0,
             "elapsed_s": round(elapsed, 4),
-            "eta_s": elapsed / (state.step - resumed_from) * (run.total - state.step)}
+            "eta_s": elapsed / (state.step - resumed_from) * (run.total - state.step),
+            **peak_memory()}
 
 
 

@@ -66,6 +66,20 @@ class Progress:
             self.bar.close()
 
 
+def peak_memory() -> dict[str, float]:
+    """This process's peak memory so far, in GB: resident RAM, and the GPU's allocated
+    memory when CUDA is in use (both high-water marks: reading them costs no sync)."""
+    import resource
+
+    import torch
+
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; bytes on macOS
+    peak = {"peak_rss_gb": round(maxrss * (1 if sys.platform == "darwin" else 1024) / 1e9, 3)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 3)
+    return peak
+
+
 def _clock(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
