@@ -188,6 +188,17 @@ def test_resume_with_other_settings_is_refused(config: Path, capsys) -> None:
     assert main(["eval", str(config), "method.name=full"]) == 2
 
 
+def test_export_ignores_settings_that_only_shape_training(config: Path, capsys) -> None:
+    # the checkpoint was trained with batch 1 and another seed; the weights rebuild the same
+    assert main(["train", str(config), "training.max_steps=2", "training.batch_size=1",
+                 "training.seed=7"]) == 0
+    assert main(["export", str(config)]) == 0
+    run = config.parent / "run"
+    assert (run / "export/merged/model.safetensors").is_file()
+    assert main(["export", str(config), "method.r=8"]) == 2  # the adapter's shape differs
+    assert "method.r: 4 in the checkpoint, 8 now" in capsys.readouterr().err
+
+
 def test_resuming_a_finished_run_has_nothing_to_train(config: Path, capsys) -> None:
     assert main(["train", str(config)]) == 0
     assert main(["train", str(config), "--resume"]) == 0

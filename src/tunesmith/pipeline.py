@@ -235,7 +235,8 @@ def _trained_model(config: RunConfig, run_dir: Path) -> tuple[Any, Any, Method]:
         raise CheckpointError(f"{run_dir}: no checkpoint to evaluate or export; run "
                               "`tunesmith train` first")
     saved = json.loads((last / STATE_FILE).read_text()).get("fingerprint")
-    check_fingerprint(last, saved, _fingerprint(config))
+    # the model is rebuilt from the method and base alone: batch and data settings may differ
+    check_fingerprint(last, saved, _fingerprint(config), keys=("method", "model"))
     weights = read_weights(last)
     loaded, added = _fresh_model(config)
     method = _method(config, added)

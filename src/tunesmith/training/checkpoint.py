@@ -127,11 +127,14 @@ def _differences(key: str, saved: Any, current: Any) -> list[str]:
     return [f"{key}: {saved!r} in the checkpoint, {current!r} now"]
 
 
-def check_fingerprint(path: Path, saved: dict[str, Any] | None, current: dict[str, Any]) -> None:
-    """Refuse a checkpoint written by a different method or data than the current config."""
+def check_fingerprint(path: Path, saved: dict[str, Any] | None, current: dict[str, Any],
+                      keys: tuple[str, ...] | None = None) -> None:
+    """Refuse a checkpoint written by a different method or data than the current config
+    (only the fingerprint's `keys` when given)."""
     if saved is None:
         return
-    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k)
+                     and (keys is None or k in keys))
     if changed:
         detail = "; ".join(d for k in changed
                            for d in _differences(k, saved.get(k), current.get(k)))
