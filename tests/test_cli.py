@@ -319,3 +319,17 @@ def test_only_rank_zero_prints_a_config_error(config: Path, monkeypatch, capsys)
     monkeypatch.setenv("RANK", "0")
     assert main(["train", str(config), "training.lr=fast"]) == 2
     assert capsys.readouterr().err.startswith("tunesmith: error: the command line: training.lr")
+
+
+def test_eval_refuses_a_missing_model_before_any_work(config: Path, capsys) -> None:
+    run = config.parent / "run"
+    # no checkpoint yet: refused before the base model is scored, and no run folder is made
+    assert main(["eval", str(config)]) == 2
+    assert "no checkpoint to evaluate or export; run `tunesmith train` first" in (
+        capsys.readouterr().err)
+    assert not run.exists()
+    missing = config.parent / "no-such-model"
+    assert main(["eval", str(config), f"evaluation.models=[base, {missing}]"]) == 2
+    assert f"model {str(missing)!r}: no such local directory or .gguf file" in (
+        capsys.readouterr().err)
+    assert not run.exists()

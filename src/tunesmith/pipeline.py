@@ -34,7 +34,7 @@ from tunesmith.evaluation.suite import ModelSource, SuiteInputs, evaluate_source
 from tunesmith.export.writers import export_adapter, export_merged, merge_and_check
 from tunesmith.formatting.chat import ChatFormatter, EncodedExample
 from tunesmith.modeling.adapters import LoraSettings
-from tunesmith.modeling.loading import cache_root, load_model, load_tokenizer
+from tunesmith.modeling.loading import cache_root, check_model_name, load_model, load_tokenizer
 from tunesmith.modeling.quantization import QuantSettings
 from tunesmith.modeling.tokens import AddedTokens, add_special_tokens, add_tokens_to_model
 from tunesmith.rundir import init_run_dir, is_main_process, sha256_file, write_json
@@ -227,8 +227,8 @@ def _fingerprint(config: RunConfig) -> dict[str, Any]:
             "data": {Path(f).name: sha256_file(Path(f)) for f in files if Path(f).exists()}}
 
 
-def _trained_model(config: RunConfig, run_dir: Path) -> tuple[Any, Any, Method]:
-    """Rebuild the trained model from the run's best (with load_best) or last checkpoint."""
+def _trained_checkpoint(config: RunConfig, run_dir: Path) -> Path:
+    """The run's best (with load_best) or last checkpoint, if it fits the config's model."""
     best = best_checkpoint(run_dir / "checkpoints") if config.training.load_best else None
     last = best or latest_checkpoint(run_dir / "checkpoints")
     if last is None:
@@ -237,6 +237,12 @@ def _trained_model(config: RunConfig, run_dir: Path) -> tuple[Any, Any, Method]:
     saved = json.loads((last / STATE_FILE).read_text()).get("fingerprint")
     # the model is rebuilt from the method and base alone: batch and data settings may differ
     check_fingerprint(last, saved, _fingerprint(config), keys=("method", "model"))
+    return last
+
+
+def _trained_model(config: RunConfig, run_dir: Path) -> tuple[Any, Any, Method]:
+    """Rebuild the trained model from the run's best (with load_best) or last checkpoint."""
+    last = _trained_checkpoint(config, run_dir)
     weights = read_weights(last)
     loaded, added = _fresh_model(config)
     method = _method(config, added)
@@ -321,6 +327,14 @@ def _source(spec: str, config: RunConfig, run_dir: Path,
     return ModelSource(label, name, load=load_named)
 
 
+def _check_source(spec: str, config: RunConfig, run_dir: Path) -> None:
+    """Refuse a model to evaluate that cannot be found: the run's checkpoint or a path."""
+    if spec == "run":
+        _trained_checkpoint(config, run_dir)
+    elif not spec.startswith("openai:"):
+        check_model_name(config.model.name if spec == "base" else spec)
+
+
 def _evaluate(config: RunConfig, outcome: RunOutcome, sources: list[ModelSource],
               data: PreparedData) -> None:
     cfg = config.evaluation
@@ -396,9 +410,11 @@ def run_all(config: RunConfig, resume: bool = False, progress: bool = True) -> R
 def eval_only(config: RunConfig) -> RunOutcome:
     """Evaluate the configured models (default: base and the run's last checkpoint)."""
     run_dir = Path(config.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     specs = config.evaluation.models or (["base", "run"] if config.evaluation.compare_base
                                          else ["run"])
+    for spec in specs:  # every model must exist before any of them is loaded or scored
+        _check_source(spec, config, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     sources = [_source(spec, config, run_dir) for spec in specs]
     tokenizer = _tokenizer(config)
     if config.data.train:

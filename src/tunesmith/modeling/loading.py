@@ -67,19 +67,30 @@ def resolve_model(name: str, cache_dir: str | Path | None = None) -> str:
     """Return a local directory (converting a GGUF once) or a hub id for transformers."""
     if name in ALIASES:
         return str(convert_gguf(_alias_gguf(name), cache_root(cache_dir) / "models" / name))
-    path = Path(name).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
+    path = check_model_name(name)
+    if path.is_file():
         digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
         target = cache_root(cache_dir) / "models" / f"{path.stem}-{digest}"
         return str(convert_gguf(path, target))
     if path.is_dir():
+        return str(path)
+    return name  # a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct
+
+
+def check_model_name(name: str) -> Path:
+    """Refuse a model name that can name nothing (before any work is spent on a run): a
+    local path must be a model directory or a .gguf file; anything else is a hub id."""
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path
+    if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelError(f"{path} has no config.json; expected a Hugging Face model "
                              "directory (config.json, weights, tokenizer files)")
-        return str(path)
+        return path
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelError(f"model {name!r}: no such local directory or .gguf file")
-    return name  # a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct
+    return path
 
 
 def convert_gguf(gguf: Path, target: Path) -> Path:
