@@ -71,6 +71,23 @@ def test_data_system_message_replaces_the_template_default(tokenizer) -> None:
     assert "Be polite." in prompt
 
 
+def test_template_system_prompt_is_named_once_and_only_when_used(tokenizer, caplog) -> None:
+    own = conv({"messages": [{"role": "system", "content": "Be brief."},
+                             {"role": "user", "content": "Hi"},
+                             {"role": "assistant", "content": "Hello."}]})
+    plain = conv({"messages": [{"role": "user", "content": "Hi"},
+                               {"role": "assistant", "content": "Hello."}]})
+    said = "the chat template adds its own system prompt"
+    with caplog.at_level("INFO", logger="tunesmith.formatting.chat"):
+        formatter = ChatFormatter(tokenizer)
+        formatter.encode(own)
+        assert said not in caplog.text  # every row so far has its own system message
+        for _ in range(3):
+            formatter.encode(plain)
+        ChatFormatter(tokenizer, system_prompt="Be polite.").encode(plain)
+    assert caplog.text.count(said) == 1
+
+
 def test_mid_conversation_system_message_is_rendered(tokenizer) -> None:
     row = conv({"messages": [{"role": "user", "content": "a"}, {"role": "assistant",
                 "content": "b"}, {"role": "system", "content": "Now be terse."},

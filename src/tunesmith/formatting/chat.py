@@ -59,6 +59,7 @@ class ChatFormatter:
         self.end_of_turn = end_of_turn or self._find_end_of_turn()
         self.end_of_turn_id = tokenizer.convert_tokens_to_ids(self.end_of_turn)
         self.template_system = self._find_template_system()
+        self._told_template_system = False
 
     # --- template probing -------------------------------------------------------------
 
@@ -81,9 +82,6 @@ class ChatFormatter:
         text = self._render([Message("user", _PROBE)], False)
         head = text[: text.index(_PROBE)]
         if "system" in head.lower():
-            if self.system_prompt is None:
-                logger.info("the chat template adds its own system prompt to rows without "
-                            "one; set data.system_prompt to choose it")
             return head
         return None
 
@@ -91,8 +89,14 @@ class ChatFormatter:
 
     def _messages(self, messages: list[Message]) -> list[dict[str, str]]:
         items = [{"role": m.role, "content": m.content} for m in messages]
-        if self.system_prompt is not None and not any(m.role == "system" for m in messages):
+        if any(m.role == "system" for m in messages):
+            return items
+        if self.system_prompt is not None:
             items.insert(0, {"role": "system", "content": self.system_prompt})
+        elif self.template_system and not self._told_template_system:
+            self._told_template_system = True  # said once, at the first row without one
+            logger.info("the chat template adds its own system prompt to rows without one; "
+                        "set data.system_prompt to choose it")
         return items
 
     def _render(self, messages: list[Message], generation_prompt: bool) -> str:
@@ -104,7 +108,7 @@ class ChatFormatter:
             return self.tokenizer.apply_chat_template(
                 items, tokenize=False, add_generation_prompt=generation_prompt
             )
-        except Exception as err:  # the template's own raise_exception or a Jinja error
+        except Exception as err:  # noqa: BLE001 - the template's raise_exception or Jinja
             raise RowProblem("TemplateFailed", f"the chat template cannot render the row: "
                              f"{err}") from None
 
