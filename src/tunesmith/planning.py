@@ -145,7 +145,7 @@ def describe(result: dict) -> str:
         f"{hw['efficiency']:.2f}"),
         "peak memory:", *parts, f"  {'total':18} {mem['peak_gb']:8.2f} GB{fits}",
         (f"steps: {time_['steps_per_epoch']:,}/epoch, {time_['total_steps']:,} in total; "
-        f"{time_['seconds_per_step']:.2f} s/step{_budget(result)}"),
+        f"{_per_step(time_['seconds_per_step'])}{_budget(result)}"),
         (f"time: {_clock(time_['seconds_per_epoch'])} per epoch, {_clock(time_['total_seconds'])}"
         f" in total ({time_['tokens_per_second']:,.0f} tokens/s)"),
         *(f"note: {note}" for note in result.get("notes", [])),
@@ -162,6 +162,13 @@ def _budget(result: dict) -> str:
     return f" (micro-batches of at most {tokens:,} tokens)"
 
 
+def _per_step(seconds: float) -> str:
+    """'1.93 s/step', or milliseconds for a fast device ('4.2 ms/step')."""
+    return f"{seconds:.2f} s/step" if seconds >= 0.1 else f"{seconds * 1000:.2g} ms/step"
+
+
 def _clock(seconds: float) -> str:
+    if 0 < seconds < 1:
+        return "under 1 s"
     seconds = math.ceil(seconds)
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -397,3 +397,10 @@ def test_fsdp_splits_model_states_and_gathers_for_checkpoints() -> None:
         shape, one, cpu)
     note = cost.estimate(shape, plans["fsdp"], cpu)["notes"]
     assert len(note) == 1 and "split 2 ways" in note[0]
+
+
+def test_fast_steps_are_printed_in_milliseconds() -> None:
+    from tunesmith.planning import _clock, _per_step
+
+    assert _per_step(1.934) == "1.93 s/step" and _per_step(0.00068) == "0.68 ms/step"
+    assert _clock(0.4) == "under 1 s" and _clock(0) == "0:00:00" and _clock(61.2) == "0:01:02"
