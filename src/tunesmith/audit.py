@@ -128,6 +128,7 @@ def _scan(paths: list[str], job: ScanJob, config: RunConfig,
           options: AuditOptions) -> Scanned:
     """Stream the files once into features, in `data.workers` processes."""
     fixes: list[str] = []
+    warnings: list[str] = []
     normalise = job.normalise
     extras = Extras()
     bar = tqdm(desc="reading rows", unit="row", disable=None if options.progress else True)
@@ -136,14 +137,12 @@ def _scan(paths: list[str], job: ScanJob, config: RunConfig,
         extras.merge(chunk)
         bar.update(chunk.rows)
 
-    chunks = scan(job, chunked(numbered(paths, fixes)), config.data.workers)
+    chunks = scan(job, chunked(numbered(paths, fixes, warnings)), config.data.workers)
     try:
         table = gather(chunks, normalise.label_field is not None, merge)
     finally:
         bar.close()
-    table.fixes = fixes
-    for fix in fixes:
-        logger.warning("auto-fixed: %s", fix)
+    table.fixes, table.warnings = fixes, warnings  # the report lists both
     side = Side(table, lambda: numbered(paths, []), normalise)
     return Scanned(side, extras)
 
@@ -178,7 +177,7 @@ def _schema_of(scanned: Scanned) -> dict:
         "problems": dict(table.reject_rules.most_common()),
         "problem_rows": [{"row": str(r.ref), "rule": r.rule, "field": r.field,
                           "reason": r.reason} for r in table.rejects[:LIST_LIMIT]],
-        "auto_fixed": table.fixes,
+        "auto_fixed": table.fixes, "file_warnings": table.warnings,
         "handled_fields": dict(extras.handled),
         "ignored_fields": dict(extras.ignored),
     }

@@ -47,6 +47,22 @@ def test_bug01_bom_crlf_blank_line_give_the_same_report(tmp_path: Path) -> None:
     assert schema["ignored_fields"] == {"row.meta": 2}
 
 
+def test_a_file_not_in_utf8_is_a_warning_said_once_not_a_fix(tmp_path: Path, caplog) -> None:
+    from tunesmith.reporting.data_summary import summarise
+
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(BUG01_ROWS[0].replace("prime", "pr\u00efme").encode() + b"\n"
+                      + BUG01_ROWS[1].replace("even", "\xe9ven").encode("latin-1") + b"\n")
+    with caplog.at_level("WARNING"):
+        report = _audit(latin)
+    schema = report["schema_check"]["train"]
+    assert schema["auto_fixed"] == [] and len(schema["file_warnings"]) == 1
+    assert "1 line(s) are not valid UTF-8 (first: line 2)" in schema["file_warnings"][0]
+    text = summarise(report)
+    assert text.count("1 line(s) are not valid UTF-8") == 1 and "auto-fixed" not in text
+    assert "1 line(s) are not valid UTF-8" not in caplog.text  # the report says it, once
+
+
 BUG02 = {"messages": [
     {"role": "system", "content": "Answer tersely."}, {"role": "user", "content": "2+2?"},
     {"role": "assistant", "content": "5", "weight": 0},

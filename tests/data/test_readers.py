@@ -51,8 +51,9 @@ def test_a_line_that_is_not_utf8_rejects_its_row_only(tmp_path: Path) -> None:
     reason = result.rejects[0].reason
     assert f"line 2 is not valid UTF-8 (byte {byte} of the line, from 0)" in reason
     assert "\\xe9ven" in result.rejects[0].row  # the byte is kept, escaped
-    assert any("1 line(s) are not valid UTF-8 (first: line 2)" in f and "iconv" in f
-               for f in result.fixes)  # and the file says it once
+    assert any("1 line(s) are not valid UTF-8 (first: line 2)" in w and "iconv" in w
+               for w in result.warnings)  # and the file says it once: a warning, not a fix
+    assert not any("UTF-8" in f for f in result.fixes)
     csv_path = tmp_path / "mixed.csv"
     csv_path.write_bytes(b'text,category\nhi,greet\n"caf\xe9\nbar",drink\nbye,leave\n')
     rows = list(read_rows(csv_path))

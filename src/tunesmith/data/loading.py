@@ -26,6 +26,7 @@ class LoadResult:
     conversations: list[Conversation] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     fixes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # about a whole file
     shapes: Counter = field(default_factory=Counter)
 
     @property
@@ -58,6 +59,8 @@ def load_conversations(
         _load_file(Path(path), shape, mapping, on_bad_row, result)
     for fix in result.fixes:
         logger.warning("auto-fixed: %s", fix)
+    for warning in result.warnings:
+        logger.warning("%s", warning)
     return result
 
 
@@ -82,6 +85,7 @@ def _load_file(
                             "set it to 'drop')")
         result.rejects.append(reject)
     result.fixes.extend(notes.fixes)
+    result.warnings.extend(notes.warnings)
 
 
 def _shape_name(row: dict, mapping: RowMapping | None) -> str:

@@ -37,9 +37,11 @@ class RawRow:
 
 @dataclass
 class ReadNotes:
-    """Auto-fixed quirks of one file, reported as warnings."""
+    """Auto-fixed quirks of one file, and problems of the whole file (beside the rows' own
+    reasons), both reported as warnings."""
 
     fixes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def file_format(path: Path) -> str:
@@ -87,7 +89,7 @@ def _read_text_rows(path: Path, fmt: str, notes: ReadNotes) -> Iterator[RawRow]:
             yield from _read_csv(path, lines, "\t" if fmt == "tsv" else ",", bad)
     if bad:  # one line for the file, beside the rows' own reasons
         first = min(bad)
-        notes.fixes.append(f"{path}: {len(bad)} line(s) are not valid UTF-8 (first: line "
+        notes.warnings.append(f"{path}: {len(bad)} line(s) are not valid UTF-8 (first: line "
                            f"{first}), their rows rejected; the file is likely Windows-1252 "
                            f"or Latin-1: iconv -f cp1252 -t utf-8 {path.name} > utf8.{fmt}")
 

@@ -17,6 +17,7 @@ def summarise(report: dict[str, Any], limit: int = 5) -> str:
             field = f" field {item['field']}" if item["field"] else ""
             lines.append(f"    {item['row']}{field}: {item['reason']}")
         lines += [f"  auto-fixed: {fix}" for fix in schema["auto_fixed"]]
+        lines += [f"  warning: {text}" for text in schema.get("file_warnings", [])]
         lines += [f"  handled field {k}: {n} message(s)" for k, n in
                   schema["handled_fields"].items()]
         lines += [f"  ignored field {k}: {n}" for k, n in schema["ignored_fields"].items()]

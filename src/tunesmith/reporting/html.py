@@ -90,6 +90,7 @@ def _schema(report: dict) -> str:
         parts.append(_table([["formats", json.dumps(s["formats"])],
                              ["label field", s["label_field"] or "none"],
                              ["auto-fixed", "; ".join(s["auto_fixed"]) or "nothing"],
+                             ["file warnings", "; ".join(s.get("file_warnings", [])) or "none"],
                              ["handled fields", json.dumps(s["handled_fields"])],
                              ["ignored fields", json.dumps(s["ignored_fields"])]]))
         parts.append(_table([[p["row"], p["rule"], p["field"] or "", p["reason"]]

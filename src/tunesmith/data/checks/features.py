@@ -138,8 +138,10 @@ def _add_bands(chunk: Chunk, texts: list[Texts], threshold: float,
     chunk.bands = {name: made[name]() for name in wanted}
 
 
-def numbered(paths: Iterable[str | Path], fixes: list[str]) -> Iterator[tuple[int, RawRow]]:
-    """Every raw row of the files with its 0-based position across them."""
+def numbered(paths: Iterable[str | Path], fixes: list[str],
+             warnings: list[str] | None = None) -> Iterator[tuple[int, RawRow]]:
+    """Every raw row of the files with its 0-based position across them; the files' fixes
+    and warnings are added to those lists."""
     position = 0
     for path in paths:
         notes = ReadNotes()
@@ -147,6 +149,8 @@ def numbered(paths: Iterable[str | Path], fixes: list[str]) -> Iterator[tuple[in
             yield position, raw
             position += 1
         fixes.extend(notes.fixes)
+        if warnings is not None:
+            warnings.extend(notes.warnings)
 
 
 def chunked(items: Iterator[Any], size: int | None = None) -> Iterator[list[Any]]:

@@ -63,6 +63,7 @@ class RowTable:
     rejects: list[Reject] = field(default_factory=list)  # the first KEEP_REJECTS
     reject_rules: Counter = field(default_factory=Counter)
     fixes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # about whole files
 
     @property
     def usable(self) -> int:
