@@ -19,7 +19,7 @@ def test_json_array_streams_across_chunk_edges(tmp_path: Path, monkeypatch) -> N
     path.write_text(json.dumps([ROWS[0], 5, ROWS[1], 123456789]))
     rows = list(read_rows(path))
     assert [r.value for r in rows] == [ROWS[0], None, ROWS[1], None]
-    assert rows[3].error == "expected a JSON object, found int" and rows[3].ref.line == 4
+    assert rows[3].error == "expected a JSON object, found a number" and rows[3].ref.line == 4
 
 
 def test_broken_json_array_names_its_line(tmp_path: Path, monkeypatch) -> None:

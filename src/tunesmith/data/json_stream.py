@@ -25,7 +25,7 @@ from tunesmith.data.readers import (
     not_utf8_reason,
     refuse_utf16,
 )
-from tunesmith.data.records import RowRef
+from tunesmith.data.records import RowRef, json_kind
 from tunesmith.errors import DataError
 
 CHUNK = 1 << 20  # characters decoded per read
@@ -105,7 +105,7 @@ def _row(ref: RowRef, value: object, text: str, line: int | None, halves: bool) 
         return RawRow(ref, None, not_utf8_reason(at, where) if at else
                       f"{where} is not valid UTF-8; re-save the file as UTF-8", kept)
     if not isinstance(value, dict):
-        return RawRow(ref, None, f"expected a JSON object, found {type(value).__name__}")
+        return RawRow(ref, None, f"expected a JSON object, found {json_kind(value)}")
     if halves and lone_surrogate(value):
         kept = json.dumps(value)  # ASCII escapes: writable
         return RawRow(ref, None, LONE_SURROGATE_REASON, kept)
@@ -160,7 +160,7 @@ def _read_whole(path: Path, buf: _Buffer) -> Iterator[RawRow]:
             raise DataError(f"{path}: expected a JSON array of rows, found an object")
         data = data[lists[0]]
     if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON array of rows, found {type(data).__name__}")
+        raise DataError(f"{path}: expected a JSON array of rows, found {json_kind(data)}")
     # once for the file: rows are checked one by one only when these can be in them
     escaped = bool(_ESCAPED.search(buf.text))
     halves = bool(SURROGATE_ESCAPE.search(buf.text))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tunesmith.data.records import RowRef
+from tunesmith.data.records import RowRef, json_kind
 from tunesmith.errors import DataError, DataFileNotFound
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
@@ -198,8 +198,7 @@ def _parse_json_object(ref: RowRef, line: str) -> RawRow:
     except (ValueError, RecursionError) as err:  # huge integers, absurd nesting
         return RawRow(ref, None, f"unreadable JSON: {str(err)[:120]}", line[:1000])
     if not isinstance(value, dict):
-        kind = type(value).__name__
-        return RawRow(ref, None, f"expected a JSON object, found a {kind}", line)
+        return RawRow(ref, None, f"expected a JSON object, found {json_kind(value)}", line)
     if SURROGATE_ESCAPE.search(line) and lone_surrogate(value):
         return RawRow(ref, None, LONE_SURROGATE_REASON, line)
     return RawRow(ref, value, text=line)
@@ -272,8 +271,9 @@ def _unterminated_quote(taken: list[tuple[int, str]]) -> bool:
 
 def _quote_error(taken: list[tuple[int, str]]) -> str:
     first, last = taken[0][0], taken[-1][0]
+    swallowed = f"line {last}" if last == first + 1 else f"lines {first + 1}-{last}"
     return (f"unterminated quote: the quoted field opened on line {first} never closes (it "
-            f"would swallow lines {first + 1}-{last}); those lines are read as rows of their "
+            f"would swallow {swallowed}); those lines are read as rows of their "
             "own; close the quote or double it (\"\") inside the field")
 
 

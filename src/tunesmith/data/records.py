@@ -85,6 +85,23 @@ class Reject:
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+def json_kind(value: Any) -> str:
+    """What a decoded JSON value is, in JSON's words: null, a boolean, a number, ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"  # from Parquet or Arrow: a date, bytes, ...
+
+
 def rejects_entry(ref: RowRef, action: str, rule: str, reason: str, field_name: str | None,
                   original: Any) -> dict[str, Any]:
     """A rejects.jsonl entry, alike for training runs and `data clean`: where the row is

@@ -12,7 +12,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunesmith.data.records import ROLES, Conversation, Message, RowRef
+from tunesmith.data.records import ROLES, Conversation, Message, RowRef, json_kind
 
 SHAPES = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text", "mapped")
 
@@ -78,7 +78,7 @@ def to_conversation(
     return Conversation(messages, ref, meta)
 
 
-def _field_namer(shape: str, row: dict[str, Any]):  # noqa: ANN202 - small local helper
+def _field_namer(shape: str, row: dict[str, Any]):
     """Return a function naming the field that holds message `i` in the original row."""
     if shape in ("messages", "sharegpt"):
         key = "messages" if shape == "messages" else "conversations"
@@ -118,7 +118,7 @@ def _content_text(item: dict[str, Any], where: str) -> str:
         # Tool calls are trained as their JSON text so they count as answer tokens.
         return json.dumps(calls, ensure_ascii=False)
     if not isinstance(content, str):
-        found = type(content).__name__
+        found = json_kind(content)
         raise RowProblem("WrongType", f"expected text content, found {found}", f"{where}.content")
     return content
 
@@ -164,7 +164,7 @@ def _from_sharegpt(row: dict[str, Any], _: RowMapping | None) -> tuple[list[Mess
             raise RowProblem("UnknownRole", reason, f"{where}.from")
         value = item.get("value", item.get("content"))
         if not isinstance(value, str):
-            reason = f"expected text, found {type(value).__name__}"
+            reason = f"expected text, found {json_kind(value)}"
             raise RowProblem("WrongType", reason, f"{where}.value")
         messages.append(Message(role, value, _weight(item | {"role": role}, where)))
     return messages, {}
@@ -173,7 +173,7 @@ def _from_sharegpt(row: dict[str, Any], _: RowMapping | None) -> tuple[list[Mess
 def _from_alpaca(row: dict[str, Any], _: RowMapping | None) -> tuple[list[Message], dict]:
     for key in ("instruction", "input", "output", "system"):
         if row.get(key) is not None and not isinstance(row[key], str):
-            raise RowProblem("WrongType", f"expected text, found {type(row[key]).__name__}", key)
+            raise RowProblem("WrongType", f"expected text, found {json_kind(row[key])}", key)
     prompt = row["instruction"] or ""
     if row.get("input"):
         prompt = f"{prompt}\n\n{row['input']}" if prompt else row["input"]
@@ -193,7 +193,7 @@ def _from_prompt_completion(
     answer_key = "completion" if "completion" in row else "response"
     for key in ("prompt", answer_key):
         if not isinstance(row.get(key), str):
-            raise RowProblem("WrongType", f"expected text, found {type(row.get(key)).__name__}",
+            raise RowProblem("WrongType", f"expected text, found {json_kind(row.get(key))}",
                              key)
     messages = [Message("system", row["system"])] if isinstance(row.get("system"), str) else []
     messages += [Message("user", row["prompt"]), Message("assistant", row[answer_key])]
@@ -202,7 +202,7 @@ def _from_prompt_completion(
 
 def _from_text(row: dict[str, Any], _: RowMapping | None) -> tuple[list[Message], dict]:
     if not isinstance(row.get("text"), str):
-        raise RowProblem("WrongType", f"expected text, found {type(row.get('text')).__name__}",
+        raise RowProblem("WrongType", f"expected text, found {json_kind(row.get('text'))}",
                          "text")
     return [Message("user", ""), Message("assistant", row["text"])], {"plain_text": True}
 
@@ -234,7 +234,7 @@ def _fill(template: str, row: dict[str, Any]) -> str:
     return template.format_map({n: str(row[n]).strip() for n in names})
 
 
-def _check_turns(messages: list[Message], name_field) -> None:  # noqa: ANN001
+def _check_turns(messages: list[Message], name_field) -> None:
     for index, msg in enumerate(messages):
         if msg.role == "assistant" and msg.weight and not msg.content.strip():
             raise RowProblem("EmptyAnswer", "empty or whitespace-only assistant answer",
