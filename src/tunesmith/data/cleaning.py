@@ -18,10 +18,9 @@ import hashlib
 import json
 import logging
 import os
-import random
 import re
 import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from tunesmith.data.hashing import sha256_file
 from tunesmith.data.readers import RawRow
 from tunesmith.data.records import RowRef, rejects_entry
 from tunesmith.data.shapes import RowMapping, RowProblem, to_conversation
+from tunesmith.data.splitting import hold_out, prompt_groups
 from tunesmith.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -192,32 +192,13 @@ class _Decisions:
         if self.options.eval_fraction <= 0:
             return
         alive = np.flatnonzero(self.alive)
-        firsts = alive[first_positions(self.side.lookup_key()[alive])]
-        union = duplicates.UnionFind()  # joins only the prompt groups that near pairs link
-        for cluster in self._clusters(key_pairs, "key"):
-            for member in cluster[1:]:
-                union.union(int(firsts[np.searchsorted(alive, cluster[0])]),
-                            int(firsts[np.searchsorted(alive, member)]))
-        groups: dict[int, list[int]] = defaultdict(list)
-        for i, first in zip(alive.tolist(), firsts.tolist(), strict=True):
-            groups[union.find(first) if first in union.parent else first].append(i)
+        near = [np.searchsorted(alive, cluster).tolist()
+                for cluster in self._clusters(key_pairs, "key")]
+        groups = prompt_groups(self.side.lookup_key()[alive], near)
         labels = self.table.labels
-        strata: dict[str, list[list[int]]] = defaultdict(list)
-        for root in sorted(groups):
-            strata[(labels[root] if labels is not None else "") or ""].append(groups[root])
-        self._hold_out(strata)
-
-    def _hold_out(self, strata: dict[str, list[list[int]]]) -> None:
-        rng = random.Random(self.options.seed)
-        for label in sorted(strata):
-            bucket = strata[label]
-            rng.shuffle(bucket)
-            want, taken = round(sum(len(g) for g in bucket) * self.options.eval_fraction), 0
-            for group in bucket:
-                if taken >= want:
-                    break
-                taken += len(group)
-                self.eval.update(self._raw(i) for i in group)
+        held = hold_out(groups, [labels[i] for i in alive] if labels is not None else None,
+                        self.options.eval_fraction, self.options.seed)
+        self.eval = {self._raw(int(alive[i])) for i in held}
 
 
 class _Outputs:
