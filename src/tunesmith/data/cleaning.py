@@ -92,6 +92,7 @@ def clean_data(paths: list[str], out: Path, shape: str = "auto",
                         f"{options.contradictions!r}")
     if not 0.0 <= options.eval_fraction < 1.0:
         raise DataError(f"eval fraction must be in [0, 1), found {options.eval_fraction}")
+    _refuse_overwriting(paths, out, _output_names(options) + ["rejects.jsonl", "manifest.json"])
     mapping, label_field = first_row_mapping(paths, shape, mapping)
     cleaned = RowNormaliser(shape, mapping, label_field, _cleaner(options.redact))
     bands = ("full",) + (("prompt",) if options.contradictions != "keep" else ()) + (
@@ -105,6 +106,29 @@ def clean_data(paths: list[str], out: Path, shape: str = "auto",
     decide = _Decisions(side, options, label_field is not None)
     decide.run()
     return _write(paths, out, shape, mapping, options, decide, workers)
+
+
+def _output_names(options: CleanOptions) -> list[str]:
+    return ["train.jsonl"] + (["eval.jsonl"] if options.eval_fraction > 0 else [])
+
+
+def _refuse_overwriting(paths: list[str], out: Path, names: list[str]) -> None:
+    """Stop before any work when an output file would replace one of the input files."""
+    for path in map(Path, paths):
+        for name in names:
+            if _same_file(path, out / name):
+                raise DataError(f"{path}: data clean would overwrite this input file with its "
+                                f"{name}; choose another --out folder than {out}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same path after resolving links, or the same file on disk (a hard link)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.samefile(b)
+    except OSError:  # either does not exist yet
+        return False
 
 
 def _cleaner(redact: bool) -> Callable[[Any], tuple[Any, list[str]]]:
@@ -232,7 +256,7 @@ _WRITE: tuple | None = None  # (shape, mapping, options, decisions) for forked w
 def _write(paths: list[str], out: Path, shape: str, mapping: RowMapping | None,
            options: CleanOptions, decide: _Decisions, workers: int) -> dict:
     global _WRITE
-    names = ["train.jsonl"] + (["eval.jsonl"] if options.eval_fraction > 0 else [])
+    names = _output_names(options)
     outputs = _Outputs(out, names + ["rejects.jsonl"])
     rules: Counter = Counter()
     counts = Counter()
