@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from tunesmith.config import RunConfig
 from tunesmith.data.loading import load_conversations, write_rejects
 from tunesmith.data.records import Conversation, Reject
 from tunesmith.data.shapes import RowMapping
+from tunesmith.data.splitting import split_conversations
 from tunesmith.errors import CheckpointError, ConfigError, DataError, DataFileNotFound
 from tunesmith.evaluation.benchmarks import read_multiple_choice
 from tunesmith.evaluation.endpoint import ChatEndpoint
@@ -90,12 +90,8 @@ def _load(files: list[str], config: RunConfig, rejects: list[Reject]) -> list[Co
 
 
 def _split(convs: list[Conversation], fraction: float, seed: int) -> tuple[list, list]:
-    order = list(range(len(convs)))
-    random.Random(seed).shuffle(order)
-    n_eval = min(len(convs) - 1, round(len(convs) * fraction))
-    held = set(order[:n_eval])
-    return ([c for i, c in enumerate(convs) if i not in held],
-            [c for i, c in enumerate(convs) if i in held])
+    """(train, eval) by prompt group, as `data clean --eval-fraction` splits."""
+    return split_conversations(convs, fraction, seed)
 
 
 def prepare_data(config: RunConfig, tokenizer: Any, run_dir: Path) -> PreparedData:
@@ -151,6 +147,7 @@ def _tokenize(config: RunConfig, formatter: ChatFormatter, train_convs: list[Con
     # every data field changes tokens or which rows are encoded, except these two
     settings = {k: v for k, v in asdict(config.data).items() if k not in ("workers", "test")}
     settings["end_of_turn_id"] = formatter.end_of_turn_id
+    settings["split"] = "prompt groups"  # tokenizations cached under the row-wise split differ
     inputs = [*config.data.train, *config.data.eval]
     key = tokenized_key(inputs, tokenizer_fingerprint(formatter.tokenizer), settings)
     root = cache_root(config.model.cache_dir) / "tokenized"

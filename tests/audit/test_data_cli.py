@@ -110,3 +110,44 @@ def test_out_that_is_a_file_is_refused_before_work(tmp_path: Path, capsys) -> No
         assert main(["data", verb, str(data), "--out", str(in_the_way)]) == 2
         assert "a file is in the way" in capsys.readouterr().err
     assert in_the_way.read_text() == "keep me"
+
+
+def test_clean_refuses_to_overwrite_its_input(tmp_path: Path, capsys, monkeypatch) -> None:
+    planted = write_planted(tmp_path / "train.jsonl")
+    before = planted.path.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    code = main(["data", "clean", "train.jsonl", "--out", "."])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "train.jsonl: data clean would overwrite this input file" in err
+    assert "choose another --out folder" in err
+    assert planted.path.read_bytes() == before
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_clean_refuses_an_output_that_is_its_input_through_a_link(tmp_path: Path,
+                                                                  capsys) -> None:
+    (tmp_path / "data").mkdir()
+    planted = write_planted(tmp_path / "data" / "rows.jsonl")
+    before = planted.path.read_bytes()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "rejects.jsonl").symlink_to(planted.path)  # out/rejects -> the input
+    code = main(["data", "clean", str(planted.path), "--out", str(tmp_path / "out")])
+    assert code == 2 and "rejects.jsonl" in capsys.readouterr().err
+    (tmp_path / "out" / "rejects.jsonl").unlink()
+    (tmp_path / "out" / "rejects.jsonl").hardlink_to(planted.path)  # the same file, two names
+    code = main(["data", "clean", str(planted.path), "--out", str(tmp_path / "out")])
+    assert code == 2 and "rejects.jsonl" in capsys.readouterr().err
+    assert planted.path.read_bytes() == before
+    held = write_planted(tmp_path / "data" / "eval.jsonl")
+    linked = tmp_path / "linked"
+    linked.symlink_to(tmp_path / "data")  # the input folder under another name
+    code = main(["data", "clean", str(held.path), "--out", str(linked), "--eval-fraction",
+                 "0.2"])
+    assert code == 2 and "eval.jsonl: data clean would overwrite" in capsys.readouterr().err
+
+
+def test_clean_beside_its_input_under_another_name_works(tmp_path: Path) -> None:
+    planted = write_planted(tmp_path / "raw.jsonl")
+    assert main(["data", "clean", str(planted.path), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "train.jsonl").is_file()

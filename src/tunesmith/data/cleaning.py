@@ -18,10 +18,9 @@ import hashlib
 import json
 import logging
 import os
-import random
 import re
 import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from tunesmith.data.hashing import sha256_file
 from tunesmith.data.readers import RawRow
 from tunesmith.data.records import RowRef, rejects_entry
 from tunesmith.data.shapes import RowMapping, RowProblem, to_conversation
+from tunesmith.data.splitting import hold_out, prompt_groups
 from tunesmith.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ def clean_data(paths: list[str], out: Path, shape: str = "auto",
                         f"{options.contradictions!r}")
     if not 0.0 <= options.eval_fraction < 1.0:
         raise DataError(f"eval fraction must be in [0, 1), found {options.eval_fraction}")
+    _refuse_overwriting(paths, out, _output_names(options) + ["rejects.jsonl", "manifest.json"])
     mapping, label_field = first_row_mapping(paths, shape, mapping)
     cleaned = RowNormaliser(shape, mapping, label_field, _cleaner(options.redact))
     bands = ("full",) + (("prompt",) if options.contradictions != "keep" else ()) + (
@@ -105,6 +106,29 @@ def clean_data(paths: list[str], out: Path, shape: str = "auto",
     decide = _Decisions(side, options, label_field is not None)
     decide.run()
     return _write(paths, out, shape, mapping, options, decide, workers)
+
+
+def _output_names(options: CleanOptions) -> list[str]:
+    return ["train.jsonl"] + (["eval.jsonl"] if options.eval_fraction > 0 else [])
+
+
+def _refuse_overwriting(paths: list[str], out: Path, names: list[str]) -> None:
+    """Stop before any work when an output file would replace one of the input files."""
+    for path in map(Path, paths):
+        for name in names:
+            if _same_file(path, out / name):
+                raise DataError(f"{path}: data clean would overwrite this input file with its "
+                                f"{name}; choose another --out folder than {out}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same path after resolving links, or the same file on disk (a hard link)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.samefile(b)
+    except OSError:  # either does not exist yet
+        return False
 
 
 def _cleaner(redact: bool) -> Callable[[Any], tuple[Any, list[str]]]:
@@ -192,32 +216,13 @@ class _Decisions:
         if self.options.eval_fraction <= 0:
             return
         alive = np.flatnonzero(self.alive)
-        firsts = alive[first_positions(self.side.lookup_key()[alive])]
-        union = duplicates.UnionFind()  # joins only the prompt groups that near pairs link
-        for cluster in self._clusters(key_pairs, "key"):
-            for member in cluster[1:]:
-                union.union(int(firsts[np.searchsorted(alive, cluster[0])]),
-                            int(firsts[np.searchsorted(alive, member)]))
-        groups: dict[int, list[int]] = defaultdict(list)
-        for i, first in zip(alive.tolist(), firsts.tolist(), strict=True):
-            groups[union.find(first) if first in union.parent else first].append(i)
+        near = [np.searchsorted(alive, cluster).tolist()
+                for cluster in self._clusters(key_pairs, "key")]
+        groups = prompt_groups(self.side.lookup_key()[alive], near)
         labels = self.table.labels
-        strata: dict[str, list[list[int]]] = defaultdict(list)
-        for root in sorted(groups):
-            strata[(labels[root] if labels is not None else "") or ""].append(groups[root])
-        self._hold_out(strata)
-
-    def _hold_out(self, strata: dict[str, list[list[int]]]) -> None:
-        rng = random.Random(self.options.seed)
-        for label in sorted(strata):
-            bucket = strata[label]
-            rng.shuffle(bucket)
-            want, taken = round(sum(len(g) for g in bucket) * self.options.eval_fraction), 0
-            for group in bucket:
-                if taken >= want:
-                    break
-                taken += len(group)
-                self.eval.update(self._raw(i) for i in group)
+        held = hold_out(groups, [labels[i] for i in alive] if labels is not None else None,
+                        self.options.eval_fraction, self.options.seed)
+        self.eval = {self._raw(int(alive[i])) for i in held}
 
 
 class _Outputs:
@@ -251,7 +256,7 @@ _WRITE: tuple | None = None  # (shape, mapping, options, decisions) for forked w
 def _write(paths: list[str], out: Path, shape: str, mapping: RowMapping | None,
            options: CleanOptions, decide: _Decisions, workers: int) -> dict:
     global _WRITE
-    names = ["train.jsonl"] + (["eval.jsonl"] if options.eval_fraction > 0 else [])
+    names = _output_names(options)
     outputs = _Outputs(out, names + ["rejects.jsonl"])
     rules: Counter = Counter()
     counts = Counter()
