@@ -32,7 +32,8 @@ class DataConfig:
                            "dataset folders")
     eval: list[str] = opt([], "held-out files for eval loss; empty = split from train")
     test: list[str] = opt([], "files for generation metrics; empty = the eval split")
-    eval_fraction: float = opt(0.05, "share of train held out when data.eval is empty",
+    eval_fraction: float = opt(0.05, "share of train held out when data.eval is empty "
+                               "(rows with the same prompt stay on one side)",
                                minimum=0.0, maximum=0.5)
     eval_max_rows: int = opt(500, "at most this many held-out rows for eval loss", minimum=1)
     format: str = opt("auto", "row shape", ("auto", "messages", "sharegpt", "alpaca",
