@@ -333,3 +333,16 @@ def test_eval_refuses_a_missing_model_before_any_work(config: Path, capsys) -> N
     assert f"model {str(missing)!r}: no such local directory or .gguf file" in (
         capsys.readouterr().err)
     assert not run.exists()
+
+
+def test_eval_names_prompts_longer_than_training_or_the_context(config: Path, write_jsonl,
+                                                                 capsys) -> None:
+    long = {"messages": [{"role": "user", "content": "word " * 80},
+                         {"role": "assistant", "content": "ok"}]}
+    test = write_jsonl([ROWS[0], long], "test.jsonl")
+    args = ["eval", str(config), f"data.test=[{test}]", "evaluation.models=[base]"]
+    assert main(args) == 0
+    assert "1 of 2 test prompts are at least data.max_length=64 tokens long (first: case 1" in (
+        capsys.readouterr().err)
+    eval_json = json.loads((config.parent / "run/eval/eval.json").read_text())
+    assert "prompts_over_context" in json.dumps(eval_json)

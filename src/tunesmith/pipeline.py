@@ -339,6 +339,7 @@ def _evaluate(config: RunConfig, outcome: RunOutcome, sources: list[ModelSource]
     if not cases:
         logger.warning("no evaluation cases; skipping generation metrics")
         return
+    _warn_long_prompts(cases, data.formatter, config.data.max_length)
     settings = {"system_prompt": config.data.system_prompt,
                 "end_of_turn": config.data.end_of_turn, "train_on": config.data.train_on}
     forgetting = {Path(f).stem: read_multiple_choice(f)[: cfg.forgetting_limit]
@@ -359,6 +360,17 @@ def _evaluate(config: RunConfig, outcome: RunOutcome, sources: list[ModelSource]
     outcome.scores = results
     outcome.targets = record.targets
     _write_summary(outcome)
+
+
+def _warn_long_prompts(cases: list[EvalCase], formatter: ChatFormatter, max_length: int) -> None:
+    """Say how many test prompts are longer than anything training saw."""
+    lengths = [len(formatter.prompt_ids(case.messages)) for case in cases]
+    over = [i for i, n in enumerate(lengths) if n >= max_length]
+    if over:
+        logger.warning("%d of %d test prompts are at least data.max_length=%d tokens long "
+                       "(first: case %d, %d tokens), longer than any training example: their "
+                       "answers are outside what fine-tuning taught", len(over), len(cases),
+                       max_length, over[0], lengths[over[0]])
 
 
 def run_export(config: RunConfig, outcome: RunOutcome, model: Any, tokenizer: Any,

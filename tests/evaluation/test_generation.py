@@ -74,3 +74,20 @@ def test_batched_equals_unbatched_on_default_model():
               for p in prompts[:2]]
     assert [g.token_ids for g in batched] == [g.token_ids for g in single]
     assert all(g.text.strip() for g in batched)
+
+
+def test_a_prompt_past_the_context_is_not_answered(tiny, monkeypatch):
+    model, tokenizer = tiny
+    prompts, stop_ids = _prompts(tokenizer)
+    limit = max(len(p) for p in prompts) + 8  # a short context, so the test stays quick
+    monkeypatch.setattr(model.config, "max_position_embeddings", limit)
+    long = prompts[0] + [prompts[0][-1]] * (limit - len(prompts[0]) - 3)  # 3 positions left
+    out = generate(model, tokenizer, [prompts[1], long, prompts[2]], stop_ids, batch_size=3,
+                   max_new_tokens=4)
+    assert [o.over_context for o in out] == [False, True, False]
+    assert out[1].text == "" and out[1].token_ids == [] and not out[1].stopped
+    alone = generate(model, tokenizer, [prompts[1], prompts[2]], stop_ids, batch_size=3,
+                     max_new_tokens=4)
+    assert [out[0].token_ids, out[2].token_ids] == [a.token_ids for a in alone]
+    fits = generate(model, tokenizer, [long], stop_ids, batch_size=1, max_new_tokens=3)
+    assert not fits[0].over_context  # exactly enough room

@@ -71,7 +71,11 @@ def test_data_system_message_replaces_the_template_default(tokenizer) -> None:
     assert "Be polite." in prompt
 
 
-def test_template_system_prompt_is_named_once_and_only_when_used(tokenizer, caplog) -> None:
+def test_template_system_prompt_is_named_once_and_only_when_used(tokenizer, caplog,
+                                                                  monkeypatch) -> None:
+    from tunesmith.formatting import chat
+
+    monkeypatch.setattr(chat, "_TOLD_TEMPLATE_SYSTEM", set())  # as in a fresh process
     own = conv({"messages": [{"role": "system", "content": "Be brief."},
                              {"role": "user", "content": "Hi"},
                              {"role": "assistant", "content": "Hello."}]})
@@ -85,6 +89,7 @@ def test_template_system_prompt_is_named_once_and_only_when_used(tokenizer, capl
         for _ in range(3):
             formatter.encode(plain)
         ChatFormatter(tokenizer, system_prompt="Be polite.").encode(plain)
+        ChatFormatter(tokenizer).encode(plain)  # another formatter of the same template
     assert caplog.text.count(said) == 1
 
 

@@ -15,6 +15,12 @@ class Generation:
     text: str
     token_ids: list[int]
     stopped: bool
+    over_context: bool = False  # the prompt left no room to answer: not generated
+
+
+def context_length(model: Any) -> int | None:
+    """The longest sequence the model's positions cover, if its config says."""
+    return getattr(getattr(model, "config", None), "max_position_embeddings", None)
 
 
 def generate(
@@ -28,10 +34,19 @@ def generate(
     """Greedy answers for token-id prompts, in input order.
 
     Prompts are sorted by length so a batch wastes little padding; padding goes on the left
-    whatever side training used, so every row continues from its own last token.
+    whatever side training used, so every row continues from its own last token. A prompt
+    that leaves fewer than `max_new_tokens` positions of the model's context gets an empty
+    answer marked `over_context` instead of text past the positions the model knows.
     """
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    limit = context_length(model)
     results: list[Generation | None] = [None] * len(prompts)
+    fits = []
+    for i, prompt in enumerate(prompts):
+        if limit is not None and len(prompt) + max_new_tokens > limit:
+            results[i] = Generation("", [], False, over_context=True)
+        else:
+            fits.append(i)
+    order = sorted(fits, key=lambda i: len(prompts[i]))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     device = next(model.parameters()).device
     model.eval()

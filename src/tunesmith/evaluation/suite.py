@@ -21,7 +21,7 @@ from tunesmith.evaluation.benchmarks import MultipleChoice
 from tunesmith.evaluation.compare import mean
 from tunesmith.evaluation.endpoint import ChatEndpoint, judge_answers
 from tunesmith.evaluation.forgetting import RetentionScore, score_multiple_choice
-from tunesmith.evaluation.generation import generate
+from tunesmith.evaluation.generation import context_length, generate
 from tunesmith.evaluation.memorisation import find_probes, probe_memorisation
 from tunesmith.evaluation.runner import EvalCase, held_out_loss
 from tunesmith.evaluation.scoring import AnswerSet, Contract, Scores, flat_metrics, score_answers
@@ -75,7 +75,7 @@ def answer_set(cases: list[EvalCase], answers: list[str], stopped: list[bool]) -
 
 
 def _local_answers(model: Any, formatter: ChatFormatter, cases: list[EvalCase],
-                   config: Any) -> tuple[list[str], list[bool], float]:
+                   config: Any) -> tuple[list[str], list[bool], float, int]:
     tokenizer = formatter.tokenizer
     prompts = [formatter.prompt_ids(case.messages) for case in cases]
     stop_ids = sorted({formatter.end_of_turn_id, tokenizer.eos_token_id} - {None})
@@ -84,7 +84,14 @@ def _local_answers(model: Any, formatter: ChatFormatter, cases: list[EvalCase],
                        config.max_new_tokens)
     seconds = time.perf_counter() - started
     tokens = sum(len(o.token_ids) for o in outputs)
-    return [o.text for o in outputs], [o.stopped for o in outputs], tokens / max(seconds, 1e-9)
+    over = [i for i, o in enumerate(outputs) if o.over_context]
+    if over:
+        logger.warning("%d of %d test prompts (first: case %d, %d tokens) leave fewer than "
+                       "evaluation.max_new_tokens=%d positions of the model's %d: not answered,"
+                       " scored as wrong", len(over), len(cases), over[0],
+                       len(prompts[over[0]]), config.max_new_tokens, context_length(model))
+    return ([o.text for o in outputs], [o.stopped for o in outputs],
+            tokens / max(seconds, 1e-9), len(over))
 
 
 def _endpoint_answers(endpoint: ChatEndpoint, cases: list[EvalCase], settings: dict[str, Any],
@@ -127,19 +134,21 @@ def evaluate_source(source: ModelSource, inputs: SuiteInputs, config: Any) -> Mo
     logger.info("evaluating %s (%s) on %d cases", source.name, source.description,
                 len(inputs.cases))
     model = formatter = None
-    speed = None
+    speed, over = None, 0
     if source.endpoint is not None:
         answers, stopped = _endpoint_answers(source.endpoint, inputs.cases,
                                              inputs.formatter_settings, config.max_new_tokens)
     else:
         model, tokenizer = source.loaded or source.load()  # type: ignore[misc]
         formatter = ChatFormatter(tokenizer, **inputs.formatter_settings)
-        answers, stopped, speed = _local_answers(model, formatter, inputs.cases, config)
+        answers, stopped, speed, over = _local_answers(model, formatter, inputs.cases, config)
     data = answer_set(inputs.cases, answers, stopped)
     scores, details = score_answers(data, inputs.contract, config.relevance)
     result = ModelResult(source.name, source.description, answers, stopped, scores,
                          flat_metrics(scores, inputs.contract.output), details)
     result.metrics["generated_tokens_per_s"] = speed
+    if model is not None:
+        result.metrics["prompts_over_context"] = over
     if config.judge_url and inputs.contract.source != "none":
         judge = ChatEndpoint(config.judge_url.rstrip("/"), config.judge_model or "judge")
         flags = judge_answers(judge, data.prompts, data.questions, answers)

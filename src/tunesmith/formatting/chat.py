@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 _PROBE = "\u2063tunesmith-probe\u2063"
+# template system prompts already named by the note in ChatFormatter._messages
+_TOLD_TEMPLATE_SYSTEM: set[str] = set()
 
 
 @dataclass
@@ -59,7 +61,6 @@ class ChatFormatter:
         self.end_of_turn = end_of_turn or self._find_end_of_turn()
         self.end_of_turn_id = tokenizer.convert_tokens_to_ids(self.end_of_turn)
         self.template_system = self._find_template_system()
-        self._told_template_system = False
 
     # --- template probing -------------------------------------------------------------
 
@@ -93,8 +94,8 @@ class ChatFormatter:
             return items
         if self.system_prompt is not None:
             items.insert(0, {"role": "system", "content": self.system_prompt})
-        elif self.template_system and not self._told_template_system:
-            self._told_template_system = True  # said once, at the first row without one
+        elif self.template_system and self.template_system not in _TOLD_TEMPLATE_SYSTEM:
+            _TOLD_TEMPLATE_SYSTEM.add(self.template_system)  # once per process and template
             logger.info("the chat template adds its own system prompt to rows without one; "
                         "set data.system_prompt to choose it")
         return items
