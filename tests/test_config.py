@@ -91,10 +91,10 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert err.value.problems == [
-        "modle: unknown key (did you mean model?)",
-        "data: expected a mapping, found 3",
-        "training.epochs: expected a number, found 'many'",
-        "training.batch_size: must be >= 1, found 0",
+        "line 1: modle: unknown key (did you mean model?)",
+        "line 3: data: expected a mapping, found 3",
+        "line 2: training.epochs: expected a number, found 'many'",
+        "line 2: training.batch_size: must be >= 1, found 0",
     ]
 
 
@@ -139,7 +139,19 @@ def test_blank_or_repeated_new_tokens_are_refused_at_load(tmp_path: Path, tokens
     path.write_text(yaml.safe_dump({"model": {"add_tokens": tokens}}))
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert err.value.problems == [problem]
-    assert str(err.value) == f"{path}: {problem}"  # one problem, one line
+    assert err.value.problems == [f"line 2: {problem}"]  # the add_tokens key's line
+    assert str(err.value) == f"{path}: line 2: {problem}"  # one problem, one line
     assert load_config(path, ["model.add_tokens=['<a>', '<b>']"]).model.add_tokens == [
         "<a>", "<b>"]
+
+
+def test_config_file_problems_name_their_line(tmp_path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("# a comment\ntraining:\n  batch_size: 0\n\nmodel:\n  nmae: x\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, ["training.epochs=0"])
+    problems = err.value.problems
+    assert "line 6: model.nmae: unknown key (did you mean model.name?)" in problems
+    assert "line 3: training.batch_size: must be >= 1, found 0" in problems
+    # a problem from the command line has no line in the file
+    assert any(p.startswith("training.epochs:") and "(from the override" in p for p in problems)

@@ -49,6 +49,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         problems.extend(check_new_tokens(config.model.add_tokens))
     if problems:
         problems, from_overrides = _blame_overrides(problems, overrides or [])
+        if path is not None and not from_overrides:
+            problems = _with_lines(problems, _key_lines(path))
         raise ConfigError(problems, "the command line" if from_overrides else source)
     _resolve_paths(config)
     return config
@@ -132,6 +134,34 @@ def _blame_overrides(problems: list[str], overrides: list[str]) -> tuple[list[st
             problem, blamed = f"{problem} (from the override {given[key]})", blamed + 1
         named.append(problem)
     return named, blamed == len(problems)
+
+
+def _key_lines(path: Path) -> dict[str, int]:
+    """The 1-based line of every dotted key in a YAML file (`training.batch_size`: 14)."""
+    def walk(node: Any, prefix: str) -> None:
+        if not isinstance(node, yaml.MappingNode):
+            return
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                lines[prefix + key.value] = key.start_mark.line + 1
+                walk(value, f"{prefix}{key.value}.")
+
+    lines: dict[str, int] = {}
+    try:
+        walk(yaml.compose(path.read_text(encoding="utf-8")), "")
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        pass  # the file was read once already; without lines the problems still stand
+    return lines
+
+
+def _with_lines(problems: list[str], lines: dict[str, int]) -> list[str]:
+    """Prefix each problem about a key of the file with that key's line."""
+    out = []
+    for problem in problems:
+        key = problem.partition(":")[0]
+        out.append(f"line {lines[key]}: {problem}" if key in lines and
+                   "(from the override" not in problem else problem)
+    return out
 
 
 def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
