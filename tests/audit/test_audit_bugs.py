@@ -156,3 +156,20 @@ def test_bug04_every_row_failing_breaks_min_rows(jsonl, strict_model) -> None:
     report = _audit(jsonl(BUG04[1:]), f"model.name={strict_model}", "audit.min_rows=1")
     assert report["schema_check"]["train"]["usable"] == 0
     assert report["passed"] is False
+
+
+def test_unfilled_template_placeholders_are_counted(tmp_path: Path) -> None:
+    from tunesmith.reporting.data_summary import summarise
+
+    answers = ["I am {{name}}, made by {{ author }}.", "Hello, I'm {{name}}.",
+               "Use {name} in str.format.", "Braces {{ }} alone.", "Plain answer."]
+    path = tmp_path / "identity.jsonl"
+    path.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"Who are you? ({i})"},
+        {"role": "assistant", "content": a}]}) + "\n" for i, a in enumerate(answers)))
+    quality = _audit(path)["quality"]
+    assert quality["unfilled_placeholders"] == 2
+    assert [r.rsplit(":", 1)[1] for r in quality["unfilled_placeholder_rows"]] == ["1", "2"]
+    assert quality["placeholder_counts"] == {"{{name}}": 2, "{{author}}": 1}
+    assert "unfilled template placeholders: 2 row(s) ({{name}} x2, {{author}} x1;" in (
+        summarise(_audit(path)))

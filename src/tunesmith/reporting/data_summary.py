@@ -43,6 +43,11 @@ def _lengths(section: dict) -> list[str]:
 
 def _quality(section: dict) -> list[str]:
     lines = []
+    if section.get("unfilled_placeholders"):
+        rows = ", ".join(section["unfilled_placeholder_rows"][:3])
+        slots = ", ".join(f"{k} x{n}" for k, n in section["placeholder_counts"].items())
+        lines.append(f"unfilled template placeholders: {section['unfilled_placeholders']} "
+                     f"row(s) ({slots}; {rows}): fill them before training")
     if section["repetitive_answers"]:
         rows = ", ".join(section["repetitive_answer_rows"][:3])
         lines.append(f"repetitive answers: {section['repetitive_answers']} row(s) ({rows})")

@@ -96,7 +96,9 @@ def _schema(report: dict) -> str:
         parts.append(_table([[p["row"], p["rule"], p["field"] or "", p["reason"]]
                              for p in s["problem_rows"]], ["row", "rule", "field", "reason"]))
     q = report["quality"]
-    parts.append(_table([["repetitive answers", q["repetitive_answers"],
+    parts.append(_table([["unfilled placeholders", q.get("unfilled_placeholders", 0),
+                          ", ".join(q.get("unfilled_placeholder_rows", [])[:10])],
+                         ["repetitive answers", q["repetitive_answers"],
                           ", ".join(q["repetitive_answer_rows"][:10])],
                          ["missing system message", q["missing_system_message"],
                           ", ".join(q["missing_system_message_rows"][:10])]],

@@ -13,7 +13,7 @@ import numpy as np
 from tunesmith.data.checks import sensitive
 from tunesmith.data.checks.duplicates import word_hashes
 from tunesmith.data.checks.features import Chunk, Texts
-from tunesmith.data.checks.quality import repetitive
+from tunesmith.data.checks.quality import placeholders, repetitive
 from tunesmith.data.checks.rows import full_text
 from tunesmith.data.records import Conversation
 
@@ -61,6 +61,9 @@ def row_extras(finder: Finder) -> Callable[[Conversation, Texts, dict, dict], No
         if "tokens" in info:
             extra.setdefault("tokens", []).append(info["tokens"])
         text = full_text(conv)
+        slots = placeholders(text)
+        extra.setdefault("placeholder_rows", []).append(bool(slots))
+        extra.setdefault("placeholders", Counter()).update(slots)
         found = finder(text)
         if found:
             extra.setdefault("sensitive", []).append(
@@ -75,6 +78,8 @@ class Extras:
 
     has_system: list[np.ndarray] = field(default_factory=list)
     repetitive: list[np.ndarray] = field(default_factory=list)
+    placeholder_rows: list[np.ndarray] = field(default_factory=list)
+    placeholders: Counter = field(default_factory=Counter)
     key_words: list[np.ndarray] = field(default_factory=list)
     tokens: list[np.ndarray] = field(default_factory=list)
     answer_words: int = 0
@@ -97,12 +102,12 @@ class Extras:
         self.usable += len(chunk.positions)
         self.chunks += 1
         for name, dtype in (("has_system", np.bool_), ("repetitive", np.bool_),
-                            ("key_words", np.int32)):
+                            ("placeholder_rows", np.bool_), ("key_words", np.int32)):
             getattr(self, name).append(np.array(extra.get(name, []), dtype=dtype))
         if extra.get("tokens"):
             self.tokens.append(np.array(extra["tokens"], dtype=np.int64).reshape(-1, 3))
         self.answer_words += sum(extra.get("answer_words", []))
-        for name in ("vocab", "shapes", "handled", "ignored"):
+        for name in ("vocab", "shapes", "handled", "ignored", "placeholders"):
             getattr(self, name).update(extra.get(name, Counter()))
         pairs = extra.get("pairs", [])
         self.pairs.append(np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.uint64))
@@ -150,14 +155,19 @@ def sensitive_section(extras: Extras, refs: Any) -> dict:
 
 
 def quality_section(extras: Extras, refs: Any, limit: int = LIST_LIMIT) -> dict:
-    """Rows with repetitive answers, and rows missing a system message most rows have."""
+    """Rows with repetitive answers or unfilled template slots ({{name}}), and rows missing
+    a system message most rows have."""
     with_system = extras.column("has_system").astype(bool)
     share = float(with_system.mean()) if len(with_system) else 0.0
     missing = np.flatnonzero(~with_system) if share >= 0.5 else np.zeros(0, int)
     repeats = np.flatnonzero(extras.column("repetitive").astype(bool))
+    slots = np.flatnonzero(extras.column("placeholder_rows").astype(bool))
     return {
         "repetitive_answers": len(repeats),
         "repetitive_answer_rows": [refs[int(i)] for i in repeats[:limit]],
+        "unfilled_placeholders": len(slots),
+        "unfilled_placeholder_rows": [refs[int(i)] for i in slots[:limit]],
+        "placeholder_counts": dict(extras.placeholders.most_common(10)),
         "system_message_share": round(share, 4),
         "missing_system_message": len(missing),
         "missing_system_message_rows": [refs[int(i)] for i in missing[:limit]],
