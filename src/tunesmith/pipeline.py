@@ -37,7 +37,13 @@ from tunesmith.modeling.adapters import LoraSettings
 from tunesmith.modeling.loading import cache_root, load_model, load_tokenizer
 from tunesmith.modeling.quantization import QuantSettings
 from tunesmith.modeling.tokens import AddedTokens, add_special_tokens, add_tokens_to_model
-from tunesmith.rundir import init_run_dir, is_main_process, sha256_file, write_json
+from tunesmith.rundir import (
+    init_run_dir,
+    is_main_process,
+    sha256_file,
+    world_size,
+    write_json,
+)
 from tunesmith.tokenization.cache import (
     load_tokenized,
     save_tokenized,
@@ -49,6 +55,7 @@ from tunesmith.training.checkpoint import (
     STATE_FILE,
     best_checkpoint,
     check_fingerprint,
+    check_resumable,
     latest_checkpoint,
     read_weights,
 )
@@ -227,8 +234,8 @@ def _fingerprint(config: RunConfig) -> dict[str, Any]:
             "data": {Path(f).name: sha256_file(Path(f)) for f in files if Path(f).exists()}}
 
 
-def _trained_model(config: RunConfig, run_dir: Path) -> tuple[Any, Any, Method]:
-    """Rebuild the trained model from the run's best (with load_best) or last checkpoint."""
+def _checked_checkpoint(config: RunConfig, run_dir: Path) -> Path:
+    """The run's best (with load_best) or last checkpoint, if it was trained like `config`."""
     best = best_checkpoint(run_dir / "checkpoints") if config.training.load_best else None
     last = best or latest_checkpoint(run_dir / "checkpoints")
     if last is None:
@@ -236,6 +243,12 @@ def _trained_model(config: RunConfig, run_dir: Path) -> tuple[Any, Any, Method]:
                               "`tunesmith train` first")
     saved = json.loads((last / STATE_FILE).read_text()).get("fingerprint")
     check_fingerprint(last, saved, _fingerprint(config))
+    return last
+
+
+def _trained_model(config: RunConfig, run_dir: Path) -> tuple[Any, Any, Method]:
+    """Rebuild the trained model from the run's best (with load_best) or last checkpoint."""
+    last = _checked_checkpoint(config, run_dir)
     weights = read_weights(last)
     loaded, added = _fresh_model(config)
     method = _method(config, added)
@@ -270,6 +283,8 @@ def run_train(config: RunConfig, resume: bool = False, progress: bool = True) ->
         raise DataFileNotFound(f"{missing[0]}: no such data file; check the path in "
                                "data.train/eval/test (relative paths start at the current "
                                "folder)")
+    # a refused run must leave the earlier run's records as they were
+    check_resumable(Path(config.output_dir), resume, _fingerprint(config), world_size())
     run_dir = init_run_dir(config)
     # Data problems stop the run before the (slow) model load.
     tokenizer = _tokenizer(config)
@@ -398,6 +413,8 @@ def eval_only(config: RunConfig) -> RunOutcome:
     run_dir.mkdir(parents=True, exist_ok=True)
     specs = config.evaluation.models or (["base", "run"] if config.evaluation.compare_base
                                          else ["run"])
+    if "run" in specs:  # a checkpoint of other settings stops eval before data/ is rewritten
+        _checked_checkpoint(config, run_dir)
     sources = [_source(spec, config, run_dir) for spec in specs]
     tokenizer = _tokenizer(config)
     if config.data.train:

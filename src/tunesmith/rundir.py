@@ -46,6 +46,11 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def world_size() -> int:
+    """The number of processes of this launch (1 unless torchrun or accelerate started it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init_run_dir(config: RunConfig) -> Path:
     """Create the run directory and record the config, versions and input hashes."""
     run_dir = Path(config.output_dir)
