@@ -37,7 +37,13 @@ from tunesmith.modeling.adapters import LoraSettings
 from tunesmith.modeling.loading import cache_root, check_model_name, load_model, load_tokenizer
 from tunesmith.modeling.quantization import QuantSettings
 from tunesmith.modeling.tokens import AddedTokens, add_special_tokens, add_tokens_to_model
-from tunesmith.rundir import init_run_dir, is_main_process, sha256_file, write_json
+from tunesmith.rundir import (
+    init_run_dir,
+    is_main_process,
+    sha256_file,
+    world_size,
+    write_json,
+)
 from tunesmith.tokenization.cache import (
     load_tokenized,
     save_tokenized,
@@ -49,6 +55,7 @@ from tunesmith.training.checkpoint import (
     STATE_FILE,
     best_checkpoint,
     check_fingerprint,
+    check_resumable,
     latest_checkpoint,
     read_weights,
 )
@@ -274,6 +281,8 @@ def run_train(config: RunConfig, resume: bool = False, progress: bool = True) ->
         raise DataFileNotFound(f"{missing[0]}: no such data file; check the path in "
                                "data.train/eval/test (relative paths start at the current "
                                "folder)")
+    # a refused run must leave the earlier run's records as they were
+    check_resumable(Path(config.output_dir), resume, _fingerprint(config), world_size())
     run_dir = init_run_dir(config)
     # Data problems stop the run before the (slow) model load.
     tokenizer = _tokenizer(config)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 from tunesmith.config import load_config
@@ -14,13 +16,22 @@ def _config(args: argparse.Namespace) -> Any:
     return load_config(args.config, args.overrides)
 
 
+def _locked(config: Any, create: bool = True) -> AbstractContextManager[None]:
+    """The run directory's lock, held for the whole command: one command per directory."""
+    from tunesmith.rundir import locked_run_dir
+
+    return locked_run_dir(Path(config.output_dir), create)
+
+
 def run(args: argparse.Namespace) -> int:
     """Prepare data, train, evaluate against the base model and export, in one go."""
     from tunesmith.evaluation.objective import enforce
     from tunesmith.pipeline import run_all
 
-    outcome = run_all(_config(args), resume=args.resume)
-    _print_summary(outcome)
+    config = _config(args)
+    with _locked(config):
+        outcome = run_all(config, resume=args.resume)
+        _print_summary(outcome)
     enforce(outcome.targets)
     return 0
 
@@ -29,8 +40,10 @@ def train(args: argparse.Namespace) -> int:
     """Prepare data and train; checkpoints land in the run directory."""
     from tunesmith.pipeline import run_train
 
-    outcome, *_ = run_train(_config(args), resume=args.resume)
-    _print_summary(outcome)
+    config = _config(args)
+    with _locked(config):
+        outcome, *_ = run_train(config, resume=args.resume)
+        _print_summary(outcome)
     return 0
 
 
@@ -39,8 +52,11 @@ def evaluate(args: argparse.Namespace) -> int:
     from tunesmith.evaluation.objective import enforce
     from tunesmith.pipeline import eval_only
 
-    outcome = eval_only(_config(args))
-    _print_summary(outcome)
+    config = _config(args)
+    # a missing run folder is made only once every model to score is found (eval_only)
+    with _locked(config, create=False):
+        outcome = eval_only(config)
+        _print_summary(outcome)
     enforce(outcome.targets)
     return 0
 
@@ -49,7 +65,9 @@ def export(args: argparse.Namespace) -> int:
     """Write the adapter and a merged model from the run's last checkpoint."""
     from tunesmith.pipeline import export_only
 
-    _print_summary(export_only(_config(args)))
+    config = _config(args)
+    with _locked(config, create=False):  # a missing run has nothing to export
+        _print_summary(export_only(config))
     return 0
 
 

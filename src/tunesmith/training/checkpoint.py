@@ -142,6 +142,37 @@ def check_fingerprint(path: Path, saved: dict[str, Any] | None, current: dict[st
                               "same config or a new output_dir")
 
 
+def check_resumable(run_dir: Path, resume: bool, fingerprint: dict[str, Any],
+                    processes: int) -> Path | None:
+    """The checkpoint a run into `run_dir` continues from, or a CheckpointError why it may not.
+
+    Reads only the checkpoint's state.json, so a refused run stops before it writes into the
+    run directory or loads anything.
+    """
+    last = latest_checkpoint(run_dir / "checkpoints")
+    if last is None:
+        return None
+    if not resume:
+        raise CheckpointError(f"{run_dir} already holds checkpoints ({last.name}); continue "
+                              "it with --resume, or choose a new output_dir")
+    try:
+        state = json.loads((last / STATE_FILE).read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{last}: cannot resume from this checkpoint ({err})") from None
+    check_fingerprint(last, state.get("fingerprint"), fingerprint)
+    check_processes(last, state.get("processes"), processes)
+    return last
+
+
+def check_processes(path: Path, saved: int | None, processes: int) -> None:
+    """Refuse to resume a checkpoint on another number of data-parallel processes."""
+    if saved not in (None, processes):
+        raise CheckpointError(
+            f"{path} was trained on {saved} process(es), this launch has {processes}: the "
+            f"data order and learning-rate schedule depend on the number; resume with {saved} "
+            "(torchrun --nproc_per_node or accelerate --num_processes)")
+
+
 def read_weights(path: Path) -> dict[str, Any]:
     """The trainable weights of a checkpoint, or a CheckpointError naming what is wrong."""
     try:

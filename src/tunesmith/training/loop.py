@@ -39,7 +39,8 @@ from tunesmith.training.checkpoint import (
     LoopState,
     best_checkpoint,
     check_fingerprint,
-    latest_checkpoint,
+    check_processes,
+    check_resumable,
     load_checkpoint,
     prune_checkpoints,
     read_weights,
@@ -263,10 +264,7 @@ def _resume(inputs: TrainInputs, cfg: TrainingConfig, accelerator: Any, shards: 
     processes = accelerator.num_processes
     state = LoopState(fingerprint=inputs.fingerprint or None, mixed_precision=mixed,
                       processes=processes)
-    last = latest_checkpoint(inputs.out_dir / "checkpoints")
-    if last is not None and not inputs.resume:
-        raise CheckpointError(f"{inputs.out_dir} already holds checkpoints ({last.name}); "
-                              "continue it with --resume, or choose a new output_dir")
+    last = check_resumable(inputs.out_dir, inputs.resume, inputs.fingerprint, processes)
     if inputs.resume and last is None:
         logger.warning("--resume: no checkpoint in %s; starting from step 0", inputs.out_dir)
     if last is None:
@@ -278,12 +276,7 @@ def _resume(inputs: TrainInputs, cfg: TrainingConfig, accelerator: Any, shards: 
     check_fingerprint(last, state.fingerprint, inputs.fingerprint)
     if not state.eval_losses:  # a checkpoint from before they were kept in it
         state.eval_losses = logged_eval_losses(inputs.out_dir / "metrics.jsonl", state.step)
-    if state.processes not in (None, processes):
-        raise CheckpointError(
-            f"{last} was trained on {state.processes} process(es), this launch has "
-            f"{processes}: the data order and learning-rate schedule depend on the number; "
-            f"resume with {state.processes} (torchrun --nproc_per_node or accelerate "
-            "--num_processes)")
+    check_processes(last, state.processes, processes)
     state.processes = processes
     if state.mixed_precision not in (None, mixed):
         logger.warning("%s was trained with mixed precision %s; the steps from %d on run in "
