@@ -346,3 +346,9 @@ def test_eval_names_prompts_longer_than_training_or_the_context(config: Path, wr
         capsys.readouterr().err)
     eval_json = json.loads((config.parent / "run/eval/eval.json").read_text())
     assert "prompts_over_context" in json.dumps(eval_json)
+
+
+def test_data_check_set_is_repeatable() -> None:
+    args = build_parser().parse_args(["data", "check", "f.jsonl", "--set", "a.b=1",
+                                      "--set", "c.d=2", "e.f=3"])
+    assert args.set == ["a.b=1", "c.d=2", "e.f=3"]

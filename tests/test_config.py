@@ -50,6 +50,17 @@ def test_a_malformed_list_override_is_refused(override: str, expected: str) -> N
     assert expected in str(bad.value) and len(bad.value.problems) == 1
 
 
+def test_mapping_templates_given_on_the_command_line_stay_text() -> None:
+    config = load_config(None, ["data.format=mapped", "data.mapping.user={text}",
+                                "data.mapping.assistant={context} Question: {question}",
+                                "data.mapping.system='{persona}'",
+                                "data.mapping.assistant_json={intent: '{category}'}"])
+    assert config.data.mapping == {"user": "{text}",
+                                   "assistant": "{context} Question: {question}",
+                                   "system": "{persona}",
+                                   "assistant_json": {"intent": "{category}"}}
+
+
 def test_text_yaml_cannot_read_stays_text() -> None:
     config = load_config(None, ["data.system_prompt=@home", "data.train=[a.jsonl, b.jsonl]"])
     assert config.data.system_prompt == "@home"

@@ -115,3 +115,14 @@ def test_shared_datasets_load_without_mapping(datasets_dir) -> None:
 def test_toy_file_reports_the_row_without_a_user_turn(datasets_dir) -> None:
     result = load_conversations(datasets_dir / "openai-chat-samples/toy_chat_fine_tuning.jsonl")
     assert [(r.ref.line, r.rule) for r in result.rejects] == [(4, "MisorderedRoles")]
+
+
+def test_nested_examples_are_named_with_how_to_flatten() -> None:
+    squad = {"title": "T", "paragraphs": [{"context": "c", "qas": [{"question": "q"}]}]}
+    with pytest.raises(RowProblem) as nested:
+        detect_shape(squad)
+    assert nested.value.rule == "UnknownShape"
+    assert "the row nests its examples (paragraphs holds a list of objects" in str(nested.value)
+    # other unknown rows keep the general message
+    with pytest.raises(RowProblem, match="cannot tell the row's shape"):
+        detect_shape({"question": "q", "answers": [{"text": "a"}]})

@@ -122,8 +122,8 @@ def _shared(parser: argparse.ArgumentParser,
     parser.add_argument("--workers", type=positive_int, help="processes for the per-row work "
                         "(default: data.workers); rows stream through them in chunks")
     parser.add_argument("--config", help="run config (model, data settings, audit limits)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. audit.max_leaked_rows=0")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. audit.max_leaked_rows=0 (repeatable)")
 
 
 def _first_line(func: Callable) -> str:

@@ -94,6 +94,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], problems: list[st
     return result
 
 
+# text templates whose `{field}` slots YAML would read as flow mappings
+TEMPLATE_KEYS = ("data.mapping.user", "data.mapping.assistant", "data.mapping.system")
 # what a value opening with each of these was meant to be, and how to fix it
 _FLOW_VALUES = {
     "[": ("a list such as [a.jsonl, b.jsonl]", "balance the brackets"),
@@ -109,6 +111,8 @@ def _override_value(key: str, text: str) -> tuple[Any, str | None]:
     Text YAML cannot read stays text (`a: b: c`), except a value opening a list, mapping or
     quote: `data.train=[a.jsonl` is a list missing its `]`, not a file name.
     """
+    if key in TEMPLATE_KEYS and not (len(text) > 1 and text[0] == text[-1] and text[0] in "'\""):
+        return text, None  # a template is text: {context} is a field, not a YAML mapping
     try:
         return (yaml.safe_load(text) if text else ""), None
     except yaml.YAMLError:

@@ -58,6 +58,15 @@ def detect_shape(row: dict[str, Any]) -> str:
     if "text" in keys and len(keys - {"id", "meta", "metadata", "source"}) == 1:
         return "text"
     found = ", ".join(sorted(keys)) or "none"
+    nested = sorted(k for k, v in row.items() if isinstance(v, list) and v
+                    and all(isinstance(item, dict) for item in v))
+    if nested and not (keys - set(nested)) - {"title", "id", "version"}:
+        # SQuAD-style files: each row is a group whose examples sit in a list of objects
+        raise RowProblem(
+            "UnknownShape",
+            f"the row nests its examples ({nested[0]} holds a list of objects; keys: "
+            f"{found}); tunesmith reads one example per row: flatten the file first "
+            "(docs/data-audit.md, 'Nested files', has a jq command for SQuAD-style data)")
     raise RowProblem(
         "UnknownShape",
         f"cannot tell the row's shape from its keys ({found}); expected messages, "
