@@ -115,3 +115,19 @@ def test_fail_policy_stops_at_the_first_bad_row(write_jsonl) -> None:
     path = write_jsonl([ROW1, '{"instruction": "x", "input": "", "output": ""}'])
     with pytest.raises(DataError, match=r":2 field output: empty"):
         load_conversations(path, on_bad_row="fail")
+
+
+@pytest.mark.parametrize("damage", ["not parquet at all\n", "footer"])
+def test_corrupt_parquet_is_one_data_error(tmp_path: Path, damage: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "a.parquet"
+    if damage == "footer":
+        pq.write_table(pa.Table.from_pylist([{"prompt": "a", "completion": "b"}] * 50), path)
+        path.write_bytes(path.read_bytes()[:-30])
+    else:
+        path.write_text(damage)
+    with pytest.raises(DataError, match=r"a\.parquet: not a readable Parquet file \(before its "
+                                        r"first row: Parquet magic bytes not found"):
+        list(read_rows(path))

@@ -280,9 +280,17 @@ def _read_parquet(path: Path) -> Iterator[RawRow]:
         import pyarrow.parquet as pq
     except ImportError:
         raise DataError(f"{path}: reading Parquet needs pyarrow: pip install pyarrow") from None
-    table = pq.ParquetFile(path)
+    import pyarrow as pa
+
     number = 0
-    for batch in table.iter_batches(batch_size=4096):
-        for value in batch.to_pylist():
-            number += 1
-            yield RawRow(RowRef(str(path), number, "row"), value)
+    try:
+        table = pq.ParquetFile(path)
+        for batch in table.iter_batches(batch_size=4096):
+            for value in batch.to_pylist():
+                number += 1
+                yield RawRow(RowRef(str(path), number, "row"), value)
+    except (pa.ArrowException, OSError) as err:
+        where = f"after row {number}" if number else "before its first row"
+        reason = " ".join(str(err).split())
+        raise DataError(f"{path}: not a readable Parquet file ({where}: {reason}); expected "
+                        "a file written by pyarrow, pandas or datasets; write it again") from None
