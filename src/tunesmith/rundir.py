@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import platform
 from pathlib import Path
@@ -13,6 +12,7 @@ import yaml
 
 from tunesmith.config import RunConfig, to_dict
 from tunesmith.data.hashing import sha256_file
+from tunesmith.data.records import dumps_strict
 from tunesmith.errors import RunDirError
 
 PACKAGES = ("tunesmith", "torch", "transformers", "peft", "accelerate", "safetensors",
@@ -37,7 +37,7 @@ def write_json(path: Path, payload: Any) -> None:
     if not is_main_process():
         return
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+    tmp.write_text(dumps_strict(payload, indent=2, ensure_ascii=False, default=str) + "\n")
     tmp.replace(path)
 
 
