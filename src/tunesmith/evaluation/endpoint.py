@@ -85,19 +85,19 @@ class ChatEndpoint:
         headers = {"Content-Type": "application/json"}
         if os.environ.get("OPENAI_API_KEY"):
             headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
-        where = self.url + route
-        for delay in (*self.retry_delays_s, None):
-            request = urllib.request.Request(where, json.dumps(payload).encode(), headers,
-                                             method="POST")
+        where, body = self.url + route, json.dumps(payload).encode()
+        delays = list(self.retry_delays_s)
+        while True:
+            request = urllib.request.Request(where, body, headers, method="POST")
             try:
                 return _json_reply(where, self._read(request))
             except _Transient as err:
-                if delay is None:
+                if not delays:
                     raise EndpointError(f"{where}: {err}; gave up after "
                                         f"{len(self.retry_delays_s) + 1} tries") from None
+                delay = delays.pop(0)
                 logger.warning("%s: %s; asking again in %gs", where, err, delay)
                 time.sleep(delay)
-        raise AssertionError("unreachable")
 
     def _read(self, request: urllib.request.Request) -> bytes:
         """The reply body; _Transient for failures worth another try, EndpointError else."""
@@ -110,7 +110,7 @@ class ChatEndpoint:
             if err.code in RETRY_STATUSES:
                 raise _Transient(f"HTTP {err.code} {err.reason}") from None
             raise EndpointError(f"{where}: HTTP {err.code} {err.reason}: "
-                                f"{_snippet(err.read())}") from None
+                                f"{_snippet(err.read(400))}") from None
         except (http.client.IncompleteRead, ConnectionResetError, ConnectionAbortedError,
                 BrokenPipeError) as err:
             # RemoteDisconnected is a ConnectionResetError: the server closed without a reply
