@@ -323,10 +323,10 @@ def _estimate_section(result: dict, data: Any) -> dict:
 
 def write_json(report: dict, path: Path) -> None:
     """Write the report atomically."""
-    import json
+    from tunesmith.data.records import dumps_strict
 
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=_plain) + "\n",
+    tmp.write_text(dumps_strict(report, indent=2, ensure_ascii=False, default=_plain) + "\n",
                    encoding="utf-8")
     tmp.replace(path)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import importlib.metadata
-import json
 import os
 import platform
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import yaml
 
 from tunesmith.config import RunConfig, to_dict
 from tunesmith.data.hashing import sha256_file
+from tunesmith.data.records import dumps_strict
 from tunesmith.errors import RunDirError
 
 LOCK_FILE = ".lock"  # holds the PID of the command using the run directory
@@ -41,7 +41,7 @@ def write_json(path: Path, payload: Any) -> None:
     if not is_main_process():
         return
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+    tmp.write_text(dumps_strict(payload, indent=2, ensure_ascii=False, default=str) + "\n")
     tmp.replace(path)
 
 

@@ -124,3 +124,28 @@ def test_resolve_keeps_the_majority_answer(jsonl, tmp_path: Path) -> None:
                           options=CleanOptions(contradictions="resolve"))
     assert _read(tmp_path / "out" / "train.jsonl") == [rows[0]]
     assert manifest["rules"] == {"Contradiction": 1, "ExactDuplicate": 1}
+
+
+def test_nan_rows_are_rejected_and_every_output_is_strict_json(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text('{"prompt": "Opposite of hot?", "completion": NaN}\n'
+                     '{"prompt": "Opposite of up?", "completion": "Down."}\n')
+    table = tmp_path / "rows.parquet"  # Parquet floats may be NaN: kept, written as null
+    pq.write_table(pa.Table.from_pylist([{"prompt": "Opposite of wet?", "completion": "Dry.",
+                                          "score": float("nan")}]), table)
+    manifest = clean_data([str(jsonl), str(table)], tmp_path / "out")
+    assert manifest["counts"]["dropped_rows"] == 1
+
+    def strict(path: Path) -> list[dict]:
+        return [json.loads(line, parse_constant=lambda word: pytest.fail(f"{word} in {path}"))
+                for line in path.read_text(encoding="utf-8").splitlines()]
+
+    [reject] = strict(tmp_path / "out" / "rejects.jsonl")
+    assert reject["reason"] == ("completion is NaN, which JSON does not have; write null or a "
+                                "number (or a string)")
+    assert reject["original"] == '{"prompt": "Opposite of hot?", "completion": NaN}'
+    kept = strict(tmp_path / "out" / "train.jsonl")
+    assert {"prompt": "Opposite of wet?", "completion": "Dry.", "score": None} in kept

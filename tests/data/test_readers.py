@@ -116,3 +116,38 @@ def test_fail_policy_stops_at_the_first_bad_row(write_jsonl) -> None:
     path = write_jsonl([ROW1, '{"instruction": "x", "input": "", "output": ""}'])
     with pytest.raises(DataError, match=r":2 field output: empty"):
         load_conversations(path, on_bad_row="fail")
+
+
+@pytest.mark.parametrize("damage", ["not parquet at all\n", "footer"])
+def test_corrupt_parquet_is_one_data_error(tmp_path: Path, damage: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "a.parquet"
+    if damage == "footer":
+        pq.write_table(pa.Table.from_pylist([{"prompt": "a", "completion": "b"}] * 50), path)
+        path.write_bytes(path.read_bytes()[:-30])
+    else:
+        path.write_text(damage)
+    with pytest.raises(DataError, match=r"a\.parquet: not a readable Parquet file \(before its "
+                                        r"first row: Parquet magic bytes not found"):
+        list(read_rows(path))
+
+
+def test_nan_and_infinity_literals_are_row_rejects(tmp_path: Path) -> None:
+    good = '{"prompt": "Opposite of hot?", "completion": "Cold.", "note": "NaN Infinity"}'
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text(f'{{"prompt": "p", "completion": NaN}}\n{good}\n'
+                     '{"messages": [{"role": "user", "content": -Infinity}]}\n')
+    array = tmp_path / "a.json"
+    array.write_text(f'[{{"prompt": "p", "completion": Infinity}}, {good}]')
+    wrapped = tmp_path / "b.json"
+    wrapped.write_text(f'{{"rows": [{{"prompt": "p", "score": [1, NaN]}}, {good}]}}')
+    reasons = {path.name: [r.error for r in read_rows(path)] for path in (jsonl, array, wrapped)}
+    tail = ", which JSON does not have; write null or a number (or a string)"
+    assert reasons == {
+        "a.jsonl": ["completion is NaN" + tail, None, "messages[0].content is -Infinity" + tail],
+        "a.json": ["completion is Infinity" + tail, None],
+        "b.json": ["score[1] is NaN" + tail, None],
+    }
+    assert next(read_rows(wrapped)).text == '{"prompt": "p", "score": [1, NaN]}'

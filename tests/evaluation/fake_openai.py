@@ -6,13 +6,17 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tunesmith.evaluation.endpoint import JUDGE_RUBRIC
+from tunesmith.evaluation.endpoint import JUDGE_RUBRIC, MAX_REPLY_BYTES
 
 
 class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append(body)  # type: ignore[attr-defined]
+        faults = self.server.faults  # type: ignore[attr-defined]
+        if faults:
+            self._misbehave(faults.pop(0))
+            return
         messages = body["messages"]
         if messages[0]["content"] == JUDGE_RUBRIC:
             reply = "UNSUPPORTED" if "Denver" in messages[-1]["content"] else "SUPPORTED."
@@ -20,12 +24,29 @@ class _Handler(BaseHTTPRequestHandler):
             reply = self.server.answer  # type: ignore[attr-defined]
         payload = {"choices": [{"message": {"role": "assistant", "content": reply},
                                 "finish_reason": "stop"}]}
-        data = json.dumps(payload).encode()
-        self.send_response(200)
+        self._send(200, json.dumps(payload).encode())
+
+    def _send(self, status: int, data: bytes, length: int | None = None) -> None:
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", str(len(data) if length is None else length))
         self.end_headers()
         self.wfile.write(data)
+
+    def _misbehave(self, fault: str) -> None:
+        """close: hang up without a reply; short: half the promised body; html: a web page;
+        big: a body past the client's cap; a number: that HTTP status."""
+        if fault == "close":
+            self.close_connection = True
+        elif fault == "short":
+            self._send(200, b'{"choices": [', length=400)
+            self.close_connection = True
+        elif fault == "html":
+            self._send(200, b"<html><body>Welcome to nginx!</body></html>")
+        elif fault == "big":
+            self._send(200, b" " * (MAX_REPLY_BYTES + 10))
+        else:
+            self._send(int(fault), b'{"error": "busy"}')
 
     def log_message(self, *args) -> None:
         pass
@@ -34,11 +55,18 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeOpenAI:
     """Context manager: `with FakeOpenAI(answer) as url:` gives http://127.0.0.1:PORT/v1."""
 
-    def __init__(self, answer: str = "ok") -> None:
+    def __init__(self, answer: object = "ok", faults: list[str] | None = None) -> None:
+        """`answer` is the message content sent; `faults` are misbehaviours, one per request,
+        before the server answers normally (see _Handler._misbehave)."""
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.answer = answer  # type: ignore[attr-defined]
+        self.server.faults = list(faults or [])  # type: ignore[attr-defined]
         self.server.requests = []  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def requests(self) -> list[dict]:
+        return self.server.requests  # type: ignore[attr-defined]
 
     def __enter__(self) -> str:
         self.thread.start()

@@ -38,3 +38,53 @@ def test_unreachable_endpoint_is_one_clear_error():
         port_url = url
     with pytest.raises(EndpointError, match="is the server running"):
         ChatEndpoint(port_url, "m", timeout_s=2).chat([{"role": "user", "content": "x"}], 4)
+
+
+def _ask(url: str, tries: int = 3) -> str:
+    endpoint = ChatEndpoint(url, "m", timeout_s=5, retry_delays_s=(0.0,) * (tries - 1))
+    return endpoint.chat([{"role": "user", "content": "x"}], 4)[0]
+
+
+@pytest.mark.parametrize("fault", ["close", "short", "429", "502", "503", "504"])
+def test_transient_failures_are_asked_again(fault):
+    fake = FakeOpenAI("fine", faults=[fault, fault])
+    with fake as url:
+        assert _ask(url) == "fine"
+    assert len(fake.requests) == 3
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("close", "server closed the connection without replying; gave up after 2 tries"),
+    ("short", r"reply cut short \(13 of 400 bytes\); gave up after 2 tries"),
+    ("503", "HTTP 503 Service Unavailable; gave up after 2 tries"),
+])
+def test_lasting_transient_failure_is_one_clear_error(fault, message):
+    with FakeOpenAI(faults=[fault] * 3) as url, pytest.raises(EndpointError, match=message):
+        _ask(url, tries=2)
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("html", ("reply is not JSON: '<html><body>Welcome to nginx!</body></html>'; expected an "
+              "OpenAI-compatible chat-completions reply")),
+    ("404", "HTTP 404 Not Found: '{\"error\": \"busy\"}'"),
+    ("big", "reply larger than 16 MiB"),
+])
+def test_bad_reply_is_one_clear_error_without_retry(fault, message):
+    fake = FakeOpenAI(faults=[fault])
+    with fake as url, pytest.raises(EndpointError, match=message) as caught:
+        _ask(url)
+    assert "server running" not in str(caught.value) and len(fake.requests) == 1
+
+
+def test_content_as_text_parts_is_joined():
+    parts = [{"type": "text", "text": "Hello, "}, {"type": "image_url", "image_url": {}},
+             {"type": "text", "text": "world"}]
+    with FakeOpenAI(parts) as url:
+        assert _ask(url) == "Hello, world"
+
+
+@pytest.mark.parametrize("content, shown", [(42, "int 42"), ([{"type": "text"}], "list")])
+def test_content_not_text_is_one_clear_error(content, shown):
+    expected = f"message.content is {shown}.*expected a string"
+    with FakeOpenAI(content) as url, pytest.raises(EndpointError, match=expected):
+        _ask(url)

@@ -110,3 +110,13 @@ def test_bad_target_is_a_config_error(tmp_path, tiny_model_dir, capsys):
         code = main(["eval", str(config)])
     assert code == 2
     assert "objective.targets.accuracy" in capsys.readouterr().err
+
+
+def test_endpoint_misbehaving_is_one_line_not_an_internal_error(tmp_path, tiny_model_dir,
+                                                                 capsys):
+    with FakeOpenAI(42) as url:
+        code = main(["eval", str(_write_case(tmp_path, tiny_model_dir, url, {}))])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2
+    assert err == (f"tunesmith: error: {url}: message.content is int 42; expected a string or "
+                   "a list of text parts")

@@ -144,6 +144,18 @@ def _rank_zero_says(err: TunesmithError) -> bool:
     return isinstance(err, ConfigError) and not is_main_process()
 
 
+def _reader_went_away() -> int:
+    """Exit quietly when stdout's reader closed early (`tunesmith ... | head -1`): point
+    stdout at devnull so the exit flush does not fail again; 141 is 128 + SIGPIPE, what a
+    shell reports for a program the pipe stopped."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, ValueError, OSError):  # stdout replaced by one without a file
+        pass
+    return 141
+
+
 # verbs that train or generate: they run under tcmalloc/jemalloc when installed
 ALLOCATOR_VERBS = ("run", "train", "eval")
 
@@ -163,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.debug)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit flush
+        return code
+    except BrokenPipeError:
+        return _reader_went_away()
     except TunesmithError as err:
         if args.debug:
             raise

@@ -15,7 +15,6 @@ per-row hashes and the drop decisions, not the rows.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -35,7 +34,7 @@ from tunesmith.data.checks.table import RowTable, gather
 from tunesmith.data.checks.textchecks import Side, TextChecks, first_positions
 from tunesmith.data.hashing import sha256_file
 from tunesmith.data.readers import RawRow
-from tunesmith.data.records import RowRef, rejects_entry
+from tunesmith.data.records import RowRef, dumps_strict, rejects_entry
 from tunesmith.data.shapes import RowMapping, RowProblem, to_conversation
 from tunesmith.data.splitting import hold_out, prompt_groups
 from tunesmith.errors import DataError
@@ -284,7 +283,7 @@ def _write(paths: list[str], out: Path, shape: str, mapping: RowMapping | None,
         "rules": dict(sorted(rules.items())),
         "outputs": written,
     }
-    _write_lines(out / "manifest.json", [json.dumps(manifest, indent=2, ensure_ascii=False)])
+    _write_lines(out / "manifest.json", [dumps_strict(manifest, indent=2, ensure_ascii=False)])
     return manifest
 
 
@@ -333,7 +332,7 @@ def _dropped(where: RowRef, rule: str, reason: str, field_name: str | None,
 
 
 def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=False, default=str)
+    return dumps_strict(value, ensure_ascii=False, sort_keys=False, default=str)
 
 
 def _write_lines(path: Path, lines: list[str]) -> str:

@@ -19,9 +19,12 @@ from typing import IO
 
 from tunesmith.data.readers import (
     LONE_SURROGATE_REASON,
+    NON_FINITE_WORD,
     SURROGATE_ESCAPE,
+    NonFinite,
     RawRow,
     lone_surrogate,
+    non_finite_reason,
     not_utf8_reason,
     refuse_utf16,
 )
@@ -30,7 +33,7 @@ from tunesmith.errors import DataError
 
 CHUNK = 1 << 20  # characters decoded per read
 _ESCAPED = re.compile("[\udc80-\udcff]")  # a byte that was not UTF-8, after surrogateescape
-_DECODER = json.JSONDecoder()
+_DECODER = json.JSONDecoder(parse_constant=NonFinite)
 _SPACE = " \t\r\n"
 
 
@@ -91,12 +94,14 @@ def read_json_array(path: Path, handle: IO[bytes]) -> Iterator[RawRow]:
         line = buf.line()
         value, text = _next_value(buf)
         yield _row(RowRef(str(path), number, "item"), value, text, line,
-                   bool(SURROGATE_ESCAPE.search(text)))
+                   bool(SURROGATE_ESCAPE.search(text)), bool(NON_FINITE_WORD.search(text)))
 
 
-def _row(ref: RowRef, value: object, text: str, line: int | None, halves: bool) -> RawRow:
-    """The item as a row, or rejected: not an object, holding bytes that are not UTF-8, or
-    (when `halves` says its text has such escapes) a lone surrogate."""
+def _row(ref: RowRef, value: object, text: str, line: int | None, halves: bool,
+         constants: bool) -> RawRow:
+    """The item as a row, or rejected: not an object, holding bytes that are not UTF-8, (when
+    `halves` says its text has such escapes) a lone surrogate, or (when `constants` says its
+    text has the words) a NaN or Infinity literal."""
     bad = _ESCAPED.search(text)
     if bad:
         at = line + text.count("\n", 0, bad.start()) if line else None
@@ -109,6 +114,10 @@ def _row(ref: RowRef, value: object, text: str, line: int | None, halves: bool) 
     if halves and lone_surrogate(value):
         kept = json.dumps(value)  # ASCII escapes: writable
         return RawRow(ref, None, LONE_SURROGATE_REASON, kept)
+    non_finite = constants and non_finite_reason(value)
+    if non_finite:
+        kept = text or json.dumps(value, ensure_ascii=False, default=_word)
+        return RawRow(ref, None, non_finite, kept)
     return RawRow(ref, value)
 
 
@@ -146,7 +155,7 @@ def _read_whole(path: Path, buf: _Buffer) -> Iterator[RawRow]:
     while buf.more():
         pass
     try:
-        data = json.loads(buf.text)
+        data = json.loads(buf.text, parse_constant=NonFinite)
     except (ValueError, RecursionError) as err:
         if not isinstance(err, json.JSONDecodeError):
             raise DataError(f"{path}: unreadable JSON ({str(err)[:120]})") from None
@@ -164,6 +173,14 @@ def _read_whole(path: Path, buf: _Buffer) -> Iterator[RawRow]:
     # once for the file: rows are checked one by one only when these can be in them
     escaped = bool(_ESCAPED.search(buf.text))
     halves = bool(SURROGATE_ESCAPE.search(buf.text))
+    constants = bool(NON_FINITE_WORD.search(buf.text))
     for number, value in enumerate(data, start=1):
-        text = json.dumps(value, ensure_ascii=False) if escaped else ""
-        yield _row(RowRef(str(path), number, "item"), value, text, None, halves)
+        text = json.dumps(value, ensure_ascii=False, default=_word) if escaped else ""
+        yield _row(RowRef(str(path), number, "item"), value, text, None, halves, constants)
+
+
+def _word(value: object) -> float:
+    """The float json.dumps writes back as the file's own word (NaN, Infinity, -Infinity)."""
+    if isinstance(value, NonFinite):
+        return float(value.word)
+    raise TypeError(f"{type(value).__name__} is not JSON")

@@ -135,6 +135,31 @@ def refuse_utf16(handle: IO[bytes], path: Path) -> None:
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")  # \ud800 ... \udfff in JSON
 LONE_SURROGATE_REASON = ("holds a \\ud800-\\udfff escape that is no character (half of a "
                          "UTF-16 pair); remove it or re-export the file with valid Unicode")
+NON_FINITE_WORD = re.compile(r"NaN|Infinity")
+
+
+class NonFinite:
+    """A NaN, Infinity or -Infinity literal read by Python's lenient JSON parser (as
+    `parse_constant`); JSON itself has none of them, so a row holding one is rejected."""
+
+    def __init__(self, word: str) -> None:
+        self.word = word
+
+
+def non_finite_reason(value: Any, where: str = "") -> str | None:
+    """Why a parsed row must be rejected for a NaN/Infinity literal, or None without one."""
+    if isinstance(value, NonFinite):
+        field_name = where or "the row"
+        return (f"{field_name} is {value.word}, which JSON does not have; write null or a "
+                "number (or a string)")
+    items = (value.items() if isinstance(value, dict) else enumerate(value)
+             if isinstance(value, list) else ())
+    for key, item in items:
+        inner = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else key
+        reason = non_finite_reason(item, inner)
+        if reason:
+            return reason
+    return None
 
 
 def lone_surrogate(value: Any) -> bool:
@@ -192,7 +217,7 @@ def _read_jsonl(path: Path, lines: Iterator[str], notes: ReadNotes,
 
 def _parse_json_object(ref: RowRef, line: str) -> RawRow:
     try:
-        value = json.loads(line)
+        value = json.loads(line, parse_constant=NonFinite)
     except json.JSONDecodeError as err:
         return RawRow(ref, None, f"broken JSON: {err.msg} at column {err.colno}", line)
     except (ValueError, RecursionError) as err:  # huge integers, absurd nesting
@@ -201,6 +226,9 @@ def _parse_json_object(ref: RowRef, line: str) -> RawRow:
         return RawRow(ref, None, f"expected a JSON object, found {json_kind(value)}", line)
     if SURROGATE_ESCAPE.search(line) and lone_surrogate(value):
         return RawRow(ref, None, LONE_SURROGATE_REASON, line)
+    non_finite = NON_FINITE_WORD.search(line) and non_finite_reason(value)
+    if non_finite:
+        return RawRow(ref, None, non_finite, line)
     return RawRow(ref, value, text=line)
 
 
@@ -282,9 +310,17 @@ def _read_parquet(path: Path) -> Iterator[RawRow]:
         import pyarrow.parquet as pq
     except ImportError:
         raise DataError(f"{path}: reading Parquet needs pyarrow: pip install pyarrow") from None
-    table = pq.ParquetFile(path)
+    import pyarrow as pa
+
     number = 0
-    for batch in table.iter_batches(batch_size=4096):
-        for value in batch.to_pylist():
-            number += 1
-            yield RawRow(RowRef(str(path), number, "row"), value)
+    try:
+        table = pq.ParquetFile(path)
+        for batch in table.iter_batches(batch_size=4096):
+            for value in batch.to_pylist():
+                number += 1
+                yield RawRow(RowRef(str(path), number, "row"), value)
+    except (pa.ArrowException, OSError) as err:
+        where = f"after row {number}" if number else "before its first row"
+        reason = " ".join(str(err).split())
+        raise DataError(f"{path}: not a readable Parquet file ({where}: {reason}); expected "
+                        "a file written by pyarrow, pandas or datasets; write it again") from None

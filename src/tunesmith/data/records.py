@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -82,7 +87,7 @@ class Reject:
         entry = rejects_entry(self.ref, "dropped", self.rule, self.reason, self.field, original)
         if self.row_form != "original":
             entry["normalised"] = self.row
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return dumps_strict(entry, ensure_ascii=False, default=str)
 
 
 def json_kind(value: Any) -> str:
@@ -109,3 +114,29 @@ def rejects_entry(ref: RowRef, action: str, rule: str, reason: str, field_name: 
     (`rule`, `reason`, `field`) and the file's own row (`original`)."""
     return {"ref": {"source": ref.source, ref.unit: ref.line}, "action": action, "rule": rule,
             "reason": reason, "field": field_name, "original": original}
+
+
+def dumps_strict(value: Any, **options: Any) -> str:
+    """json.dumps that writes only standard JSON: a NaN or infinite float becomes null (with a
+    warning), since strict parsers reject Python's bare NaN and Infinity."""
+    try:
+        return json.dumps(value, allow_nan=False, **options)
+    except ValueError:
+        pass
+    _warn_nulls()
+    return json.dumps(_finite(value), allow_nan=False, **options)
+
+
+@functools.cache
+def _warn_nulls() -> None:
+    logger.warning("NaN or infinite values are written as null in JSON output (JSON has no NaN)")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

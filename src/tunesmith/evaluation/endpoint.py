@@ -6,14 +6,24 @@ when needed, comes from $OPENAI_API_KEY and is sent only to the URL the config n
 
 from __future__ import annotations
 
+import http.client
 import json
+import logging
 import os
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
 from tunesmith.errors import TunesmithError
+
+logger = logging.getLogger(__name__)
+
+# a chat reply is a few KiB; a body past this is a misconfigured server, not an answer
+MAX_REPLY_BYTES = 16 * 1024 * 1024
+# statuses a busy or restarting server gives; asked again after a pause
+RETRY_STATUSES = (429, 502, 503, 504)
 
 JUDGE_RUBRIC = (
     "You check whether an answer is supported by a source text. An answer is SUPPORTED when "
@@ -34,6 +44,7 @@ class ChatEndpoint:
     url: str
     model: str
     timeout_s: float = 120.0
+    retry_delays_s: tuple[float, ...] = (1.0, 2.0, 4.0)
 
     @classmethod
     def parse(cls, spec: str) -> ChatEndpoint:
@@ -51,21 +62,105 @@ class ChatEndpoint:
         reply = self._post("/chat/completions", payload)
         try:
             choice = reply["choices"][0]
-            return choice["message"]["content"] or "", choice.get("finish_reason") == "stop"
-        except (KeyError, IndexError, TypeError):
-            raise EndpointError(f"{self.url}: unexpected reply {str(reply)[:200]}") from None
+            content = choice["message"]["content"]
+            stopped = choice.get("finish_reason") == "stop"
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise EndpointError(f"{self.url}: unexpected reply {str(reply)[:200]}; expected "
+                                "choices[0].message.content") from None
+        return self._content_text(content), stopped
+
+    def _content_text(self, content: Any) -> str:
+        """The reply text: a string, or the text parts of a list of content parts joined."""
+        if content is None:
+            return ""
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list) and all(_is_text_part(p) for p in content):
+            return "".join(p.get("text", "") for p in content if p.get("type", "text") == "text")
+        raise EndpointError(f"{self.url}: message.content is {type(content).__name__} "
+                            f"{str(content)[:100]}; expected a string or a list of text parts")
 
     def _post(self, route: str, payload: dict[str, Any]) -> Any:
+        """POST JSON and read the JSON reply, asking again after transient failures."""
         headers = {"Content-Type": "application/json"}
         if os.environ.get("OPENAI_API_KEY"):
             headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
-        request = urllib.request.Request(self.url + route, json.dumps(payload).encode(),
-                                         headers, method="POST")
+        where, body = self.url + route, json.dumps(payload).encode()
+        delays = list(self.retry_delays_s)
+        while True:
+            request = urllib.request.Request(where, body, headers, method="POST")
+            try:
+                return _json_reply(where, self._read(request))
+            except _Transient as err:
+                if not delays:
+                    raise EndpointError(f"{where}: {err}; gave up after "
+                                        f"{len(self.retry_delays_s) + 1} tries") from None
+                delay = delays.pop(0)
+                logger.warning("%s: %s; asking again in %gs", where, err, delay)
+                time.sleep(delay)
+
+    def _read(self, request: urllib.request.Request) -> bytes:
+        """The reply body; _Transient for failures worth another try, EndpointError else."""
+        where = request.full_url
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                return json.loads(response.read().decode("utf-8"))
-        except (urllib.error.URLError, TimeoutError, ValueError) as err:
-            raise EndpointError(f"{self.url}{route}: {err}; is the server running?") from None
+                body = response.read(MAX_REPLY_BYTES + 1)
+                promised = response.headers.get("Content-Length", "")
+        except urllib.error.HTTPError as err:
+            if err.code in RETRY_STATUSES:
+                raise _Transient(f"HTTP {err.code} {err.reason}") from None
+            raise EndpointError(f"{where}: HTTP {err.code} {err.reason}: "
+                                f"{_snippet(err.read(400))}") from None
+        except (http.client.IncompleteRead, ConnectionResetError, ConnectionAbortedError,
+                BrokenPipeError) as err:
+            # RemoteDisconnected is a ConnectionResetError: the server closed without a reply
+            raise _Transient(_describe(err)) from None
+        except urllib.error.URLError as err:
+            reason = err.reason
+            if isinstance(reason, ConnectionResetError | ConnectionAbortedError):
+                raise _Transient(_describe(reason)) from None
+            raise EndpointError(f"{where}: {reason}; is the server running?") from None
+        except (TimeoutError, http.client.HTTPException, OSError) as err:
+            raise EndpointError(f"{where}: {_describe(err)}") from None
+        if len(body) > MAX_REPLY_BYTES:
+            raise EndpointError(f"{where}: reply larger than {MAX_REPLY_BYTES >> 20} MiB; "
+                                "expected a chat-completions JSON reply")
+        # a sized read returns what came before the server hung up, without IncompleteRead
+        if promised.isdigit() and len(body) < int(promised):
+            raise _Transient(f"reply cut short ({len(body)} of {promised} bytes)")
+        return body
+
+
+class _Transient(Exception):
+    """A failure that another try may not meet: a dropped connection or a busy server."""
+
+
+def _is_text_part(part: Any) -> bool:
+    return isinstance(part, dict) and (part.get("type", "text") != "text"
+                                       or isinstance(part.get("text"), str))
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, http.client.IncompleteRead):
+        return f"reply cut short ({len(err.partial)} bytes, {err.expected} more expected)"
+    if isinstance(err, http.client.RemoteDisconnected):
+        return "server closed the connection without replying"
+    if isinstance(err, TimeoutError):
+        return "no reply before the timeout"
+    return f"{type(err).__name__}: {err}"
+
+
+def _snippet(body: bytes) -> str:
+    text = " ".join(body[:200].decode("utf-8", "replace").split())
+    return repr(text) if text else "(empty body)"
+
+
+def _json_reply(where: str, body: bytes) -> Any:
+    try:
+        return json.loads(body.decode("utf-8"))
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        raise EndpointError(f"{where}: reply is not JSON: {_snippet(body)}; expected an "
+                            "OpenAI-compatible chat-completions reply") from None
 
 
 def judge_verdict(reply: str) -> float | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -10,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data.records import Conversation, Message
+from tunesmith.data.records import Conversation, Message, dumps_strict
 from tunesmith.evaluation.generation import generate
 from tunesmith.evaluation.metrics import answer_metrics, exact_match
 from tunesmith.formatting.chat import ChatFormatter, EncodedExample
@@ -109,7 +108,7 @@ def write_predictions(path: Path, cases: list[EvalCase], scores: list[ModelScore
                 answer = score.answers[index]
                 row[score.name] = {"answer": answer, "correct": exact_match(answer,
                                    case.reference), "stopped": score.stopped[index]}
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.write(dumps_strict(row, ensure_ascii=False) + "\n")
     tmp.replace(path)
 
 

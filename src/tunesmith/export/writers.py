@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from tunesmith.errors import ExportError
+from tunesmith.training.checkpoint import give_default_modes
 from tunesmith.training.methods import Method
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         yield tmp
+        give_default_modes(tmp)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)

@@ -97,6 +97,7 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     """Dequantize a GGUF file into a safetensors model directory, once and atomically."""
     if (target / "config.json").is_file():
         return target
+    check_gguf(gguf)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
@@ -125,6 +126,24 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def check_gguf(gguf: Path) -> None:
+    """Raise ModelError unless the file is a GGUF whose header and tensors are all present."""
+    with open(gguf, "rb") as f:
+        head = f.read(4)
+    if head != b"GGUF":
+        raise ModelError(f"{gguf}: not a GGUF file (it starts with {head!r}, not b'GGUF'); "
+                         "name a .gguf model file, a model directory or a hub id")
+    from gguf import GGUFReader
+
+    size = gguf.stat().st_size
+    try:
+        # the reader maps every tensor; one cut off by the end of the file fails to reshape
+        GGUFReader(gguf)
+    except (ValueError, IndexError, OverflowError) as err:
+        raise ModelError(f"{gguf}: damaged or truncated GGUF file ({size} bytes; the reader "
+                         f"says: {err}); copy or download it again") from None
 
 
 def load_tokenizer(name: str, cache_dir: str | Path | None = None) -> Any:

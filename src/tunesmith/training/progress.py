@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tunesmith.data.records import dumps_strict
+
 logger = logging.getLogger(__name__)
 
 
@@ -32,7 +34,7 @@ class Progress:
             return
         if self.metrics_path is not None:
             with self.metrics_path.open("a", encoding="utf-8") as out:
-                out.write(json.dumps(row) + "\n")
+                out.write(dumps_strict(row) + "\n")
         if "eval_loss" in row and "loss" not in row:
             message = f"step {row['step']}: eval loss {row['eval_loss']:.4f}"
             if self.bar is not None:
