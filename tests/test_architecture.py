@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "tunesmith"
-SHARED = {"errors", "config", "__init__"}
+SHARED = {"errors", "config", "files", "__init__"}
 ALLOWED = {
     "data": set(),
     "formatting": {"data"},

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from tunesmith.errors import ExportError
-from tunesmith.training.checkpoint import give_default_modes
+from tunesmith.files import give_default_modes
 from tunesmith.training.methods import Method
 
 logger = logging.getLogger(__name__)

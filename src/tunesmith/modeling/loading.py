@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import ModelError
+from tunesmith.files import give_default_modes
 from tunesmith.modeling.precision import slow_dtype_warning
 from tunesmith.modeling.quantization import QuantSettings, load_quantized
 
@@ -121,6 +122,7 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
         if target.exists():  # another process finished first
             shutil.rmtree(tmp)
             return target
+        give_default_modes(tmp)  # shared caches stay readable by the group, as mkdir would
         tmp.rename(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import tempfile
@@ -14,6 +13,7 @@ from typing import Any
 import torch
 
 from tunesmith.errors import CheckpointError
+from tunesmith.files import give_default_modes
 
 STATE_FILE = "state.json"
 BEST_DIR = "best"  # beside the step-NNNNNNN folders; prune_checkpoints never touches it
@@ -97,25 +97,6 @@ def _write_atomically(directory: Path, name: str, write: Any) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
-def give_default_modes(folder: Path) -> None:
-    """Give `folder` and everything in it the modes mkdir and open would under the umask.
-
-    mkdtemp makes its folder 0700 (and some writers make 0600 files) so that nobody else
-    sees it while it fills; the rename keeps those modes, which would make a finished
-    checkpoint or export private to its owner.
-    """
-    umask = os.umask(0)
-    os.umask(umask)  # reading the umask means setting it; put it straight back
-    for root, dirs, files in os.walk(folder):
-        os.chmod(root, 0o777 & ~umask)
-        for name in files:
-            path = os.path.join(root, name)
-            if os.path.islink(path):
-                continue
-            executable = os.stat(path).st_mode & 0o100
-            os.chmod(path, (0o777 if executable else 0o666) & ~umask)
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
