@@ -59,6 +59,7 @@ def test_run_writes_a_complete_run_directory(config: Path, capsys) -> None:
     assert len(predictions) == 2 and {"base", "fine_tuned"} <= set(predictions[0])
     summary = json.loads((run / "summary.json").read_text())
     assert summary["merge_max_abs_logit_diff"] < 1e-3
+    assert summary["export_origin"] == {"step": 6}
     assert summary["training"]["peak_rss_gb"] >= peaks[-1]
     assert f"peak memory {summary['training']['peak_rss_gb']:.2f} GB RAM" in out
     assert set(summary["evaluation"]) == {"base", "fine_tuned"}
@@ -195,6 +196,10 @@ def test_export_ignores_settings_that_only_shape_training(config: Path, capsys) 
     assert main(["export", str(config)]) == 0
     run = config.parent / "run"
     assert (run / "export/merged/model.safetensors").is_file()
+    manifest = json.loads((run / "export/merged/tunesmith_export.json").read_text())
+    assert (manifest["checkpoint"], manifest["step"]) == ("step-0000002", 2)
+    adapter = json.loads((run / "export/adapter/tunesmith_export.json").read_text())
+    assert adapter["step"] == 2 and "adapter_model.safetensors" in adapter["files"]
     assert main(["export", str(config), "method.r=8"]) == 2  # the adapter's shape differs
     assert "method.r: 4 in the checkpoint, 8 now" in capsys.readouterr().err
 

@@ -27,11 +27,18 @@ from tunesmith.evaluation.runner import (
     cases_from,
     comparison_table,
     select_cases,
+    warn_long_prompts,
     write_predictions,
 )
 from tunesmith.evaluation.scoring import Contract
 from tunesmith.evaluation.suite import ModelSource, SuiteInputs, evaluate_sources
-from tunesmith.export.writers import export_adapter, export_merged, merge_and_check
+from tunesmith.export.writers import (
+    checkpoint_origin,
+    export_adapter,
+    export_merged,
+    merge_and_check,
+    training_origin,
+)
 from tunesmith.formatting.chat import ChatFormatter, EncodedExample
 from tunesmith.modeling.adapters import LoraSettings
 from tunesmith.modeling.loading import cache_root, check_model_name, load_model, load_tokenizer
@@ -268,6 +275,7 @@ class RunOutcome:
     training: TrainResult | None = None
     scores: list[Any] = field(default_factory=list)
     exports: dict[str, str] = field(default_factory=dict)
+    export_origin: dict[str, Any] = field(default_factory=dict)  # checkpoint and step
     merge_max_abs_diff: float | None = None
     targets: list[Any] = field(default_factory=list)
 
@@ -348,7 +356,7 @@ def _evaluate(config: RunConfig, outcome: RunOutcome, sources: list[ModelSource]
     if not cases:
         logger.warning("no evaluation cases; skipping generation metrics")
         return
-    _warn_long_prompts(cases, data.formatter, config.data.max_length)
+    warn_long_prompts(cases, data.formatter, config.data.max_length)
     settings = {"system_prompt": config.data.system_prompt,
                 "end_of_turn": config.data.end_of_turn, "train_on": config.data.train_on}
     forgetting = {Path(f).stem: read_multiple_choice(f)[: cfg.forgetting_limit]
@@ -371,30 +379,22 @@ def _evaluate(config: RunConfig, outcome: RunOutcome, sources: list[ModelSource]
     _write_summary(outcome)
 
 
-def _warn_long_prompts(cases: list[EvalCase], formatter: ChatFormatter, max_length: int) -> None:
-    """Say how many test prompts are longer than anything training saw."""
-    lengths = [len(formatter.prompt_ids(case.messages)) for case in cases]
-    over = [i for i, n in enumerate(lengths) if n >= max_length]
-    if over:
-        logger.warning("%d of %d test prompts are at least data.max_length=%d tokens long "
-                       "(first: case %d, %d tokens), longer than any training example: their "
-                       "answers are outside what fine-tuning taught", len(over), len(cases),
-                       max_length, over[0], lengths[over[0]])
-
-
 def run_export(config: RunConfig, outcome: RunOutcome, model: Any, tokenizer: Any,
-               method: Method, formatter: ChatFormatter) -> Any:
-    """Write the adapter and the verified merged model; return the merged model."""
+               method: Method, formatter: ChatFormatter,
+               origin: dict[str, Any] | None = None) -> Any:
+    """Write the adapter and the verified merged model (each naming the training step it
+    comes from, `origin`); return the merged model."""
     export_dir = outcome.run_dir / "export"
+    origin = outcome.export_origin = origin or {}
     if config.export.adapter and export_adapter(model, method, export_dir / "adapter",
-                                                tokenizer):
+                                                tokenizer, origin):
         outcome.exports["adapter"] = str(export_dir / "adapter")
     probe = torch.tensor([formatter.prompt_ids(c.messages) for c in [_probe_case()]])
     merged, check = merge_and_check(model, method, probe)
     outcome.merge_max_abs_diff = check.max_abs_diff
     if config.export.merged:
         stop_ids = sorted({formatter.end_of_turn_id, tokenizer.eos_token_id} - {None})
-        export_merged(merged, tokenizer, stop_ids, export_dir / "merged")
+        export_merged(merged, tokenizer, stop_ids, export_dir / "merged", origin=origin)
         outcome.exports["merged"] = str(export_dir / "merged")
     _write_summary(outcome)
     return merged
@@ -419,7 +419,8 @@ def run_all(config: RunConfig, resume: bool = False, progress: bool = True) -> R
 
             unset_hf_deepspeed_config()
         model, tokenizer, method = _trained_model(config, outcome.run_dir)
-    merged = run_export(config, outcome, model, tokenizer, method, data.formatter)
+    merged = run_export(config, outcome, model, tokenizer, method, data.formatter,
+                        training_origin(outcome.training))
     if config.evaluation.enabled:
         run_eval(config, outcome, merged, data)
     return outcome
@@ -456,8 +457,10 @@ def export_only(config: RunConfig) -> RunOutcome:
     formatter = ChatFormatter(tokenizer, config.data.system_prompt, config.data.end_of_turn,
                               config.data.train_on)
     outcome = RunOutcome(run_dir)
-    run_export(config, outcome, model, tokenizer, method, formatter)
+    run_export(config, outcome, model, tokenizer, method, formatter,
+               checkpoint_origin(_trained_checkpoint(config, run_dir)))
     return outcome
+
 
 
 def _write_summary(outcome: RunOutcome) -> None:
@@ -476,7 +479,7 @@ def _write_summary(outcome: RunOutcome) -> None:
             "restored_best": training.restored_best, "sharding": training.sharding,
             **training.peak_memory},
         "evaluation": {s.name: s.metrics for s in outcome.scores},
-        "exports": outcome.exports,
+        "exports": outcome.exports, "export_origin": outcome.export_origin,
         "merge_max_abs_logit_diff": outcome.merge_max_abs_diff,
     }
     summary = outcome.run_dir / "summary.json"

@@ -28,3 +28,37 @@ def test_export_modes_follow_the_umask(tmp_path: Path) -> None:
             assert stat.S_IMODE(path.stat().st_mode) == folder_mode == 0o777 & ~umask
         for path in (target / "adapter_model.safetensors", target / "nested" / "tokenizer.json"):
             assert stat.S_IMODE(path.stat().st_mode) == file_mode == 0o666 & ~umask
+
+
+def test_a_replaced_export_is_swapped_whole(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "export" / "merged"
+    with atomic_dir(target) as tmp:
+        (tmp / "model.safetensors").write_text("old")
+    # a failure while writing the new one leaves the old one untouched
+    try:
+        with atomic_dir(target) as tmp:
+            (tmp / "model.safetensors").write_text("half")
+            raise RuntimeError("killed")
+    except RuntimeError:
+        pass
+    assert (target / "model.safetensors").read_text() == "old"
+    # the rename of the old folder aside fails: the old one is still whole at its place
+    real_rename = Path.rename
+
+    def refuse_old(self: Path, dest: Path) -> Path:
+        if self == target:
+            raise OSError("disk gone")
+        return real_rename(self, dest)
+
+    monkeypatch.setattr(Path, "rename", refuse_old)
+    try:
+        with atomic_dir(target) as tmp:
+            (tmp / "model.safetensors").write_text("new")
+    except OSError:
+        pass
+    assert (target / "model.safetensors").read_text() == "old"
+    monkeypatch.setattr(Path, "rename", real_rename)
+    with atomic_dir(target) as tmp:
+        (tmp / "model.safetensors").write_text("new")
+    assert (target / "model.safetensors").read_text() == "new"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["merged"]  # nothing left aside

@@ -133,3 +133,14 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
+
+
+def warn_long_prompts(cases: list[EvalCase], formatter: ChatFormatter, max_length: int) -> None:
+    """Say how many test prompts are longer than anything training saw."""
+    lengths = [len(formatter.prompt_ids(case.messages)) for case in cases]
+    over = [i for i, n in enumerate(lengths) if n >= max_length]
+    if over:
+        logger.warning("%d of %d test prompts are at least data.max_length=%d tokens long "
+                       "(first: case %d, %d tokens), longer than any training example: their "
+                       "answers are outside what fine-tuning taught", len(over), len(cases),
+                       max_length, over[0], lengths[over[0]])

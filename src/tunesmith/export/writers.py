@@ -16,6 +16,7 @@ import torch
 
 from tunesmith.errors import ExportError
 from tunesmith.files import give_default_modes
+from tunesmith.training.checkpoint import STATE_FILE
 from tunesmith.training.methods import Method
 
 logger = logging.getLogger(__name__)
@@ -33,12 +34,16 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     try:
         yield tmp
         give_default_modes(tmp)
-        if final.exists():
-            shutil.rmtree(final)
+        old = None
+        if final.exists():  # moved aside whole, so `final` is never half deleted
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}-old-", dir=final.parent))
+            final.rename(old / final.name)
         tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @dataclass
@@ -49,7 +54,8 @@ class MergeCheck:
     tokens: int
 
 
-def export_adapter(model: Any, method: Method, target: Path, tokenizer: Any = None) -> bool:
+def export_adapter(model: Any, method: Method, target: Path, tokenizer: Any = None,
+                   origin: dict[str, Any] | None = None) -> bool:
     """Write the adapter folder (and the tokenizer, which may hold added tokens); False when
     the method has no adapter (full fine-tuning)."""
     if not method.has_adapter:
@@ -58,7 +64,30 @@ def export_adapter(model: Any, method: Method, target: Path, tokenizer: Any = No
         method.save_adapter(model, tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        _write_manifest(tmp, origin)
     return True
+
+
+def checkpoint_origin(checkpoint: Path) -> dict[str, Any]:
+    """Where exported weights come from: a checkpoint folder and its step."""
+    step = json.loads((checkpoint / STATE_FILE).read_text()).get("step")
+    return {"checkpoint": checkpoint.name, "step": step}
+
+
+def training_origin(training: Any) -> dict[str, Any]:
+    """The step of the weights a run ends with: the best one's when it restored them."""
+    if training is None:
+        return {}
+    if training.restored_best:
+        return {"checkpoint": "best", "step": training.best_step}
+    return {"step": training.steps}
+
+
+def _write_manifest(folder: Path, origin: dict[str, Any] | None) -> None:
+    """tunesmith_export.json: the folder's files and the training step they come from."""
+    files = sorted(p.name for p in folder.iterdir())
+    (folder / "tunesmith_export.json").write_text(
+        json.dumps({"files": files, **(origin or {})}, indent=2))
 
 
 def _logits(model: Any, probe: torch.Tensor) -> torch.Tensor:
@@ -86,7 +115,7 @@ def merge_and_check(model: Any, method: Method, probe: torch.Tensor) -> tuple[An
 
 def export_merged(
     merged: Any, tokenizer: Any, stop_ids: list[int], target: Path,
-    extra_files: Callable[[Path], None] | None = None,
+    extra_files: Callable[[Path], None] | None = None, origin: dict[str, Any] | None = None,
 ) -> None:
     """Write safetensors weights, tokenizer, chat template and a generation config whose
     stop ids include the trained end-of-turn token."""
@@ -101,6 +130,5 @@ def export_merged(
         generation.save_pretrained(tmp)
         if extra_files is not None:
             extra_files(tmp)
-        files = sorted(p.name for p in tmp.iterdir())
-        (tmp / "tunesmith_export.json").write_text(json.dumps({"files": files}, indent=2))
+        _write_manifest(tmp, origin)
     logger.info("merged model written to %s", target)
