@@ -348,13 +348,17 @@ def test_bf16_on_a_cpu_counts_the_frozen_copies_and_says_what_time_leaves_out(
     assert cost.estimate(shape, bf16, gpu)["notes"] == []
 
 
+# SmolLM2-135M's shape and a 2-core CPU, for the tests of several processes
+SMOL_SHAPE = cost.ArchShape(params=134_515_008, embedding_params=28_311_552,
+                            head_params=28_311_552, linear_params=106_168_320, layers=30,
+                            hidden=576, intermediate=1536, kv_hidden=192, vocab=49152, heads=9,
+                            tied=True)
+SMOL_CPU = Hardware("cpu", "cpu", 0.17, 20.0, 0.6, runtime_gb=0.45)
+
+
 def test_ddp_counts_its_gradient_buckets() -> None:
     # several processes: DDP's reducer holds a flat copy of every gradient
-    shape = cost.ArchShape(params=134_515_008, embedding_params=28_311_552,
-                           head_params=28_311_552, linear_params=106_168_320, layers=30,
-                           hidden=576, intermediate=1536, kv_hidden=192, vocab=49152,
-                           heads=9, tied=True)
-    cpu = Hardware("cpu", "cpu", 0.17, 20.0, 0.6, runtime_gb=0.45)
+    shape, cpu = SMOL_SHAPE, SMOL_CPU
     one, two = (cost.memory_split(shape, RunPlan(method="full", batch_size=4, longest=200,
                                                  processes=n), cpu) for n in (1, 2))
     assert "gradient_buckets_gb" not in one
@@ -368,11 +372,7 @@ def test_ddp_counts_its_gradient_buckets() -> None:
 def test_fsdp_splits_model_states_and_gathers_for_checkpoints() -> None:
     # SmolLM2-135M, full fine-tuning, 2 processes: FSDP splits weights, gradients and AdamW
     # moments; the root unit (tied embeddings) and two decoder layers are whole at a time
-    shape = cost.ArchShape(params=134_515_008, embedding_params=28_311_552,
-                           head_params=28_311_552, linear_params=106_168_320, layers=30,
-                           hidden=576, intermediate=1536, kv_hidden=192, vocab=49152,
-                           heads=9, tied=True)
-    cpu = Hardware("cpu", "cpu", 0.17, 20.0, 0.6, runtime_gb=0.45)
+    shape, cpu = SMOL_SHAPE, SMOL_CPU
     gpu = Hardware("gpu", "gpu", 100.0, 1000.0, 0.35, 80.0, runtime_gb=0.45)
     plans = {s: RunPlan(method="full", batch_size=4, longest=200, processes=2, sharding=s)
              for s in ("ddp", "fsdp")}

@@ -92,14 +92,7 @@ def trim_metrics(path: Path, step: int) -> None:
     last checkpoint, or died mid-line."""
     if not path.is_file():
         return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("step", 0) <= step:
-            kept.append(line)
+    kept = [line for line, row in _rows(path) if row.get("step", 0) <= step]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
     tmp.replace(path)
@@ -110,12 +103,18 @@ def logged_eval_losses(path: Path, step: int) -> list[list[float]]:
     of a checkpoint written before checkpoints kept it."""
     if not path.is_file():
         return []
-    found = []
+    return [[row["step"], row["eval_loss"]] for _, row in _rows(path)
+            if "eval_loss" in row and row.get("step", 0) <= step]
+
+
+def _rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(line, row) of every complete line of a metrics file; a torn last line is skipped."""
+    rows = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if "eval_loss" in row and row.get("step", 0) <= step:
-            found.append([row["step"], row["eval_loss"]])
-    return found
+        if isinstance(row, dict):
+            rows.append((line, row))
+    return rows
