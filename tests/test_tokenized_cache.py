@@ -72,3 +72,15 @@ def test_corrupt_entry_is_rebuilt_with_a_warning(tmp_path, tokenizer, write_json
         _prepare(tmp_path, train, tokenizer, "three")
     assert "tokenization skipped" in caplog.text
     assert not list(entry.parent.glob("*.tmp"))
+
+
+def test_changed_tools_change_the_key(tmp_path, tokenizer, write_jsonl) -> None:
+    from tunesmith.tokenization.cache import tokenized_key, tokenizer_fingerprint
+
+    row = {"messages": [{"role": "user", "content": "Hi"},
+                        {"role": "assistant", "content": "Hello."}],
+           "tools": [{"name": "get_weather"}]}
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    first = tokenized_key([str(write_jsonl([row]))], fingerprint, {})
+    row["tools"] = [{"name": "get_time"}]
+    assert tokenized_key([str(write_jsonl([row]))], fingerprint, {}) != first

@@ -39,11 +39,16 @@ class Message:
 
 @dataclass
 class Conversation:
-    """A normalised example: ordered messages plus where it came from."""
+    """A normalised example: ordered messages plus where it came from.
+
+    `tools` holds the function schemas the model may call, in OpenAI form
+    (`{"type": "function", "function": {"name", "description", "parameters"}}`), or None.
+    """
 
     messages: list[Message]
     ref: RowRef
     meta: dict[str, Any] = field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         msgs = []
@@ -52,7 +57,7 @@ class Conversation:
             if m.weight != 1:
                 item["weight"] = m.weight
             msgs.append(item)
-        return {"messages": msgs}
+        return {"messages": msgs, "tools": self.tools} if self.tools else {"messages": msgs}
 
     @property
     def trained_turns(self) -> int:

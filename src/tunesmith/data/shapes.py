@@ -3,6 +3,7 @@
 Shapes: OpenAI `messages`, ShareGPT `conversations`, Alpaca `instruction`/`input`/`output`,
 `prompt`/`completion` (or `prompt`/`response`), plain `text`, and `mapped` rows whose columns
 are turned into turns by templates (for tables such as a CSV of `text,category`).
+`messages` and `sharegpt` rows may carry `tools`: the function schemas the model may call.
 """
 
 from __future__ import annotations
@@ -84,7 +85,51 @@ def to_conversation(
     builder = _BUILDERS[shape]
     messages, meta = builder(row, mapping)
     _check_turns(messages, _field_namer(shape, row))
-    return Conversation(messages, ref, meta)
+    tools = read_tools(row.get("tools")) if shape in ("messages", "sharegpt") else None
+    return Conversation(messages, ref, meta, tools)
+
+
+def read_tools(value: Any) -> list[dict[str, Any]] | None:
+    """Normalise a row's `tools` to OpenAI form, `{"type": "function", "function": {...}}`.
+
+    Accepts a list, or a JSON string of a list, of OpenAI-form tools or bare function
+    schemas (`name`, `description`, `parameters`). None or an empty list means no tools.
+    """
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else None
+        except ValueError as err:
+            raise RowProblem("BadTools", f"tools is text but not JSON ({err}); expected a "
+                             "list of function schemas", "tools") from None
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise RowProblem("BadTools", f"expected a list of function schemas, found "
+                         f"{json_kind(value)}", "tools")
+    return [_read_tool(item, f"tools[{index}]") for index, item in enumerate(value)] or None
+
+
+def _read_tool(item: Any, where: str) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise RowProblem("BadTools", f"expected a function schema object, found "
+                         f"{json_kind(item)}", where)
+    function = item
+    if "function" in item or "type" in item:  # OpenAI form
+        if item.get("type", "function") != "function":
+            raise RowProblem("BadTools", f"unsupported tool type {item['type']!r}; expected "
+                             "'function'", f"{where}.type")
+        function, where = item.get("function"), f"{where}.function"
+        if not isinstance(function, dict):
+            raise RowProblem("BadTools", f"expected an object with name, description and "
+                             f"parameters, found {json_kind(function)}", where)
+    name = function.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise RowProblem("BadTools", f"a function needs a name (text), found "
+                         f"{json_kind(name)}", f"{where}.name")
+    if not isinstance(function.get("parameters", {}), dict):
+        raise RowProblem("BadTools", "parameters must be a JSON schema object, found "
+                         f"{json_kind(function['parameters'])}", f"{where}.parameters")
+    return {"type": "function", "function": dict(function)}
 
 
 def _field_namer(shape: str, row: dict[str, Any]):

@@ -55,10 +55,16 @@ class ChatEndpoint:
             raise EndpointError(f"model {spec!r}: expected openai:http://HOST:PORT/v1#MODEL")
         return cls(url.rstrip("/"), model)
 
-    def chat(self, messages: list[dict[str, str]], max_tokens: int) -> tuple[str, bool]:
-        """The reply text and whether it stopped on its own (finish_reason 'stop')."""
-        payload = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
-                   "temperature": 0}
+    def chat(self, messages: list[dict[str, str]], max_tokens: int,
+             tools: list[dict[str, Any]] | None = None) -> tuple[str, bool]:
+        """The reply text and whether it stopped on its own (finish_reason 'stop').
+
+        `tools` (OpenAI form) go in the request only when there are some.
+        """
+        payload: dict[str, Any] = {"model": self.model, "messages": messages,
+                                   "max_tokens": max_tokens, "temperature": 0}
+        if tools:
+            payload["tools"] = tools
         reply = self._post("/chat/completions", payload)
         try:
             choice = reply["choices"][0]

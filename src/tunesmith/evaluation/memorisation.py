@@ -34,6 +34,7 @@ class MemoryProbe:
     secret: str
     messages: list[Message]
     answer_prefix: str
+    tools: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -70,7 +71,8 @@ def find_probes(conversations: list[Conversation], limit: int) -> list[MemoryPro
                 continue
             kind, match = hit
             probes.append(MemoryProbe(str(conv.ref), kind, match.group(0),
-                                      conv.messages[:index], message.content[: match.start()]))
+                                      conv.messages[:index], message.content[: match.start()],
+                                      conv.tools))
     return probes
 
 
@@ -85,7 +87,7 @@ def probe_memorisation(model: Any, formatter: ChatFormatter, probes: list[Memory
     tokenizer = formatter.tokenizer
     prompts = []
     for probe in probes:
-        ids = formatter.prompt_ids(probe.messages)
+        ids = formatter.prompt_ids(probe.messages, probe.tools)
         if probe.answer_prefix:
             ids = ids + tokenizer(probe.answer_prefix, add_special_tokens=False)["input_ids"]
         prompts.append(ids)

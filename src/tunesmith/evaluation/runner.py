@@ -19,11 +19,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class EvalCase:
-    """A prompt (all turns before the last trained answer) and its reference answer."""
+    """A prompt (all turns before the last trained answer) and its reference answer.
+
+    `tools` are the conversation's function schemas (OpenAI form), shown in the prompt too.
+    """
 
     messages: list[Message]
     reference: str
     ref: Any = None
+    tools: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -41,7 +45,8 @@ def cases_from(conversations: list[Conversation]) -> list[EvalCase]:
     cases = []
     for conv in conversations:
         last = max(i for i, m in enumerate(conv.messages) if m.role == "assistant" and m.weight)
-        cases.append(EvalCase(conv.messages[:last], conv.messages[last].content, conv.ref))
+        cases.append(EvalCase(conv.messages[:last], conv.messages[last].content, conv.ref,
+                              conv.tools))
     return cases
 
 
@@ -61,7 +66,7 @@ def score_model(
 ) -> ModelScore:
     """Generate greedy answers for every case and compute the metrics."""
     tokenizer = formatter.tokenizer
-    prompts = [formatter.prompt_ids(case.messages) for case in cases]
+    prompts = [formatter.prompt_ids(case.messages, case.tools) for case in cases]
     stop_ids = sorted({formatter.end_of_turn_id, tokenizer.eos_token_id} - {None})
     started = time.perf_counter()
     outputs = generate(model, tokenizer, prompts, stop_ids, batch_size, max_new_tokens)
@@ -104,6 +109,8 @@ def write_predictions(path: Path, cases: list[EvalCase], scores: list[ModelScore
                 "prompt": [{"role": m.role, "content": m.content} for m in case.messages],
                 "reference": case.reference,
             }
+            if case.tools:
+                row["tools"] = case.tools
             for score in scores:
                 answer = score.answers[index]
                 row[score.name] = {"answer": answer, "correct": exact_match(answer,
@@ -137,7 +144,7 @@ def _fmt(value: Any) -> str:
 
 def warn_long_prompts(cases: list[EvalCase], formatter: ChatFormatter, max_length: int) -> None:
     """Say how many test prompts are longer than anything training saw."""
-    lengths = [len(formatter.prompt_ids(case.messages)) for case in cases]
+    lengths = [len(formatter.prompt_ids(case.messages, case.tools)) for case in cases]
     over = [i for i, n in enumerate(lengths) if n >= max_length]
     if over:
         logger.warning("%d of %d test prompts are at least data.max_length=%d tokens long "

@@ -77,7 +77,7 @@ def answer_set(cases: list[EvalCase], answers: list[str], stopped: list[bool]) -
 def _local_answers(model: Any, formatter: ChatFormatter, cases: list[EvalCase],
                    config: Any) -> tuple[list[str], list[bool], float, int]:
     tokenizer = formatter.tokenizer
-    prompts = [formatter.prompt_ids(case.messages) for case in cases]
+    prompts = [formatter.prompt_ids(case.messages, case.tools) for case in cases]
     stop_ids = sorted({formatter.end_of_turn_id, tokenizer.eos_token_id} - {None})
     started = time.perf_counter()
     outputs = generate(model, tokenizer, prompts, stop_ids, config.batch_size,
@@ -101,7 +101,7 @@ def _endpoint_answers(endpoint: ChatEndpoint, cases: list[EvalCase], settings: d
         messages = [{"role": m.role, "content": m.content} for m in case.messages]
         if settings.get("system_prompt") and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": settings["system_prompt"]})
-        text, done = endpoint.chat(messages, max_new_tokens)
+        text, done = endpoint.chat(messages, max_new_tokens, case.tools)
         answers.append(text)
         stopped.append(done)
     return answers, stopped

@@ -18,8 +18,9 @@ def summarise(report: dict[str, Any], limit: int = 5) -> str:
             lines.append(f"    {item['row']}{field}: {item['reason']}")
         lines += [f"  auto-fixed: {fix}" for fix in schema["auto_fixed"]]
         lines += [f"  warning: {text}" for text in schema.get("file_warnings", [])]
-        lines += [f"  handled field {k}: {n} message(s)" for k, n in
-                  schema["handled_fields"].items()]
+        for key, count in schema["handled_fields"].items():
+            unit = "row(s)" if key.startswith("row.") else "message(s)"  # row.tools
+            lines.append(f"  handled field {key}: {count} {unit}")
         lines += [f"  ignored field {k}: {n}" for k, n in schema["ignored_fields"].items()]
     lines += _lengths(report["lengths"])
     lines += _quality(report["quality"])

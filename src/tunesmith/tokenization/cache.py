@@ -22,7 +22,7 @@ from tunesmith.tokenization.examples import TokenizeResult
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 2  # bump when the encoding of examples changes
+FORMAT = 3  # bump when the encoding of examples changes (3: rows with tools show them)
 ENTRY = "tokenized.json"
 TOKENIZER_SUFFIXES = (".json", ".jinja", ".txt", ".model")  # not the weights
 

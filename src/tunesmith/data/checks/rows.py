@@ -27,6 +27,7 @@ MESSAGE_KEYS = {"role", "content", "from", "value"}
 HANDLED_KEYS = {"weight": "weight (0 masks the turn, 1 trains it)",
                 "tool_calls": "tool_calls (trained as their JSON text)",
                 "function_call": "function_call (trained as its JSON text)"}
+TOOLS_NOTE = "row.tools (function schemas shown to the model)"
 SHAPE_KEYS = {"messages", "conversations", "instruction", "input", "output", "system",
               "history", "prompt", "completion", "response", "text"}
 _NON_WORD = re.compile(r"[\W_]+")
@@ -68,7 +69,9 @@ def _note_fields(value: dict[str, Any], shape: str, result: FieldNotes) -> None:
     if shape == "mapped":
         return
     for key in value:
-        if key not in SHAPE_KEYS:
+        if key == "tools" and shape in ("messages", "sharegpt"):
+            result.handled_fields[TOOLS_NOTE] += 1
+        elif key not in SHAPE_KEYS:
             result.ignored_fields[f"row.{key}"] += 1
     items = value.get("messages") or value.get("conversations") or []
     for item in items if isinstance(items, list) else []:
