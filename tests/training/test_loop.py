@@ -198,8 +198,19 @@ def test_token_budget_training_lowers_the_loss(toy_dir, examples, tmp_path) -> N
     assert after < 0.7 * before, (before, after)  # ~10.8 -> ~5.7
 
 
+def test_a_recovered_rise_is_not_left_as_overtraining() -> None:
+    from tunesmith.training.overtraining import overtraining_warning, settle_overtraining
+
+    message = overtraining_warning([(20, 0.0632), (30, 0.0684)])
+    assert message is not None and message.endswith("the model may be overtraining")
+    settled = settle_overtraining(["other", message], [(30, message)], 40, 0.0267)
+    assert settled == ["other", ("eval loss rose from 0.0632 to 0.0684 at step 30 (best 0.0632"
+                                 " at step 20); it then reached a new best 0.0267 at step 40")]
+    assert settle_overtraining([message], [(30, message)], 20, 0.0632) == [message]
+
+
 def test_overtraining_warning_ignores_noise() -> None:
-    from tunesmith.training.loop import overtraining_warning
+    from tunesmith.training.overtraining import overtraining_warning
 
     assert overtraining_warning([(10, 0.50)]) is None
     assert overtraining_warning([(10, 0.50), (20, 0.40)]) is None

@@ -48,6 +48,7 @@ from tunesmith.training.checkpoint import (
     save_checkpoint,
 )
 from tunesmith.training.methods import Method
+from tunesmith.training.overtraining import overtraining_warning, settle_overtraining
 from tunesmith.training.progress import Progress, logged_eval_losses, peak_memory, trim_metrics
 from tunesmith.training.schedule import Schedule, schedule_for
 from tunesmith.training.sharding import (
@@ -62,25 +63,6 @@ from tunesmith.training.sharding import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-OVERTRAINING_MARGIN = 0.05
-
-
-def overtraining_warning(history: list[tuple[int, float]]) -> str | None:
-    """A warning when the newest eval loss rose and sits 5% above the best so far.
-
-    `history` holds (step, eval loss) pairs in order; small rises between evaluations are
-    noise and stay quiet.
-    """
-    if len(history) < 2:
-        return None
-    (_, before), (step, value) = history[-2], history[-1]
-    best_step, best = min(history, key=lambda item: item[1])
-    if value > before and value > best * (1 + OVERTRAINING_MARGIN):
-        return (f"eval loss rose from {before:.4f} to {value:.4f} at step {step} (best "
-                f"{best:.4f} at step {best_step}): the model may be overtraining")
-    return None
 
 
 @dataclass
@@ -103,6 +85,7 @@ class TrainResult:
     best_eval_loss: float | None = None
     restored_best: bool = False
     sharding: str | None = None  # "fsdp1", "fsdp2", "zero3": weights were split over processes
+    overtraining: list[tuple[int, str]] = field(default_factory=list)  # (step, its warning)
     peak_memory: dict[str, float] = field(default_factory=dict)  # the main process's, in GB
 
     @property
@@ -366,6 +349,8 @@ def _finish(inputs: TrainInputs, cfg: TrainingConfig, run: _Session, result: Tra
     result.skipped_batches = state.skipped_batches
     result.stop_reason = state.stop_reason or "completed"
     result.best_step, result.best_eval_loss = state.best_step, state.best_eval_loss
+    result.warnings = settle_overtraining(result.warnings, result.overtraining, state.best_step,
+                                          state.best_eval_loss)
     best = best_checkpoint(inputs.out_dir / "checkpoints")
     if not cfg.load_best or best is None or state.best_step is None:
         return
@@ -477,6 +462,7 @@ def _run_eval(run: _Session, inputs: TrainInputs, cfg: TrainingConfig, result: T
     if message:
         progress.warn(message)
         result.warnings.append(message)
+        result.overtraining.append((state.step, message))
 
 
 def _patience_spent(cfg: TrainingConfig, state: LoopState) -> bool:
