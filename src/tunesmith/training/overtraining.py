@@ -28,6 +28,7 @@ def settle_overtraining(warnings: list[str], rises: list[tuple[int, str]], best_
     settled = list(warnings)
     for step, message in rises:
         if best_step is not None and best is not None and best_step > step:
-            settled[settled.index(message)] = (f"{message.split(': the model')[0]}; it then "
-                                                f"reached a new best {best:.4f} at step {best_step}")
+            rise = message.split(": the model")[0]
+            settled[settled.index(message)] = (f"{rise}; it then reached a new best {best:.4f} "
+                                               f"at step {best_step}")
     return settled
