@@ -76,3 +76,17 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert "tunesmith evaluation" in dom and "Regressed examples" in dom
     shutil.rmtree(profile, ignore_errors=True)
     Path(shot).unlink()
+
+
+def test_eval_json_is_strict_json_even_with_an_infinite_perplexity(tmp_path) -> None:
+    import json
+
+    from tunesmith.evaluation.eval_json import write_eval_json
+
+    def refuse(word: str) -> None:
+        raise ValueError(f"{word} is not JSON")
+
+    path = tmp_path / "eval.json"
+    write_eval_json(path, {"models": {"base": {"perplexity": float("inf"), "eval_loss": 60.0}}})
+    read = json.loads(path.read_text(), parse_constant=refuse)
+    assert read == {"models": {"base": {"perplexity": None, "eval_loss": 60.0}}}

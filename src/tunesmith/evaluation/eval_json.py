@@ -7,12 +7,12 @@ regressed examples. Fields are only ever added within a version.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunesmith.data.records import dumps_strict
 from tunesmith.evaluation.compare import PairedDiff, bootstrap_ci, paired_diff
 from tunesmith.evaluation.forgetting import ForgettingReport, compare_retention
 from tunesmith.evaluation.objective import LOWER_IS_BETTER, TargetResult
@@ -156,8 +156,8 @@ def build_payload(record: EvalRecord, samples: int) -> dict[str, Any]:
 def write_eval_json(path: Path, payload: dict[str, Any]) -> None:
     """Write eval.json through a temporary file and a rename."""
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n",
-                   encoding="utf-8")
+    text = dumps_strict(payload, indent=2, ensure_ascii=False, default=str)  # inf perplexity
+    tmp.write_text(text + "\n", encoding="utf-8")
     tmp.replace(path)
 
 
@@ -177,8 +177,8 @@ def conclude(cases: list[EvalCase], results: list[ModelResult], objective: Any,
     if objective.gate_model and gated is None:
         from tunesmith.errors import ConfigError
 
-        raise ConfigError([f"objective.gate_model: {objective.gate_model!r} is not one of the "
-                           f"evaluated models ({', '.join(r.name for r in results)})"])
+        raise ConfigError([(f"objective.gate_model: {objective.gate_model!r} is not one of the "
+                           f"evaluated models ({', '.join(r.name for r in results)})")])
     gated = gated or results[-1]
     summary = {"task": objective.task, "output": objective.output,
                "source": objective.source, "targets": dict(objective.targets)}
