@@ -52,7 +52,7 @@ def test_two_processes_match_one(tmp_path: Path, toy_dir: Path, write_jsonl, pac
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
               "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
               "-m", "tunesmith.cli.main", "train", str(two)]
-    done = subprocess.run(launch, env=env, capture_output=True, text=True)
+    done = subprocess.run(launch, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((tmp_path / "two/summary.json").read_text())
     assert summary["training"]["world_size"] == 2
@@ -65,3 +65,25 @@ def test_two_processes_match_one(tmp_path: Path, toy_dir: Path, write_jsonl, pac
     # largest element in one down_proj on an AVX2 CPU, while the tensor is within 1.7e-6)
     for name in a:
         assert (a[name] - b[name]).norm() <= 1e-5 * max(a[name].norm().item(), 1e-6), name
+
+
+def test_ddp_prepare_copies_nothing_and_sends_only_what_differs(tmp_path: Path, toy_dir: Path,
+                                                                free_port) -> None:
+    # the frozen base is hidden from DDP, checked by sums, and not copied to `cpu:0`;
+    # a worker prepares a LoRA model with the loop's accelerator options
+    out = tmp_path / "seen.pt"
+    worker = Path(__file__).with_name("ddp_worker.py")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(worker),
+               str(toy_dir), str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = torch.load(out, weights_only=True)
+    assert seen["world"] == 2 and seen["place"] == [False, True]
+    assert seen["bucket_view"]  # gradients are views into DDP's buckets, not a second copy
+    assert seen["ignored"] == seen["frozen"] and len(seen["frozen"]) > 10
+    assert seen["moved"] == []  # no weight was copied by prepare
+    assert "1 frozen tensors differed between processes" in done.stderr
+    for name, value in seen["values"].items():  # rank 1's changed tensors are rank 0's now
+        assert torch.equal(value, seen["other"][name]), name

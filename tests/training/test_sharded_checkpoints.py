@@ -156,3 +156,4 @@ def test_fsdp1_gather_and_scatter(tmp_path: Path, toy_dir: Path, method: str,
     assert _max_diff(seen["before"], seen["restored"]) == 0.0
     assert len(seen["moments"]["state"]) == len(seen["before"])
     assert _optimizer_diff(seen["moments"], seen["reloaded"]) == 0.0
+

@@ -6,6 +6,7 @@ import json
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import torch
 
 from tunesmith.errors import CheckpointError
 from tunesmith.files import give_default_modes
+
+State = dict[str, Any] | Callable[[], dict[str, Any]]  # a state dict, or how to gather it
 
 STATE_FILE = "state.json"
 BEST_DIR = "best"  # beside the step-NNNNNNN folders; prune_checkpoints never touches it
@@ -39,17 +42,18 @@ class LoopState:
 
 
 def save_checkpoint(
-    directory: Path, state: LoopState, weights: dict[str, Any], optimizer: dict[str, Any],
-    scheduler: Any,
+    directory: Path, state: LoopState, weights: State, optimizer: State, scheduler: Any,
 ) -> Path:
     """Write `directory/step-NNNNNN` through a temporary folder and a rename.
 
     `optimizer` is the optimizer's state dict (gathered whole when the model is sharded).
+    Either may be a function that returns it: it is then called when its file is written,
+    so the weights are on disk and dropped before the optimizer state is gathered.
     """
 
     def write(tmp: Path) -> None:
-        torch.save(weights, tmp / "weights.pt")
-        torch.save(optimizer, tmp / "optimizer.pt")
+        torch.save(weights() if callable(weights) else weights, tmp / "weights.pt")
+        torch.save(optimizer() if callable(optimizer) else optimizer, tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
         torch.save(rng, tmp / "rng.pt")

@@ -112,19 +112,23 @@ def memory_split(shape: ArchShape, plan: RunPlan, hw: Hardware) -> dict[str, flo
              "logits": logits, "runtime_overhead": hw.runtime_gb * GB}
     if shards > 1:  # FSDP: a unit's whole weights while it computes, the next one prefetched
         parts["gathered_weights"] = fsdp_units_bytes(shape, plan)
-    elif plan.processes > 1:  # DDP reduces through flat buckets: a second copy of gradients
+    elif plan.processes > 1:
+        # DDP allocates its all-reduce buckets when it wraps the model and the gradients are
+        # views into them (gradient_as_bucket_view): they stay alive for the whole run
         parts["gradient_buckets"] = trained * dtype
     split = {f"{k}_gb": round(v / GB, 6) for k, v in parts.items()}
     # backward frees each layer's activations as it writes that layer's gradients, and the
     # loop drops gradients after every step: the two peak at different moments
-    transient = max(activations + logits, parts["gradients"]) + parts.get("gathered_weights", 0)
+    grads = 0.0 if "gradient_buckets" in parts else parts["gradients"]
+    transient = max(activations + logits, grads) + parts.get("gathered_weights", 0)
     steady = (parts["weights"] + parts["optimizer_states"] + parts["runtime_overhead"]
               + parts.get("gradient_buckets", 0.0))
     peak = steady + transient
     if shards > 1:
-        # a checkpoint gathers the whole trained weights and AdamW moments in the main
-        # process: in its RAM, which on a GPU is host memory (offloaded), not the device's
-        gather = trained * (dtype + ADAMW_BYTES)
+        # a checkpoint gathers the whole trained weights, writes them, then gathers the whole
+        # AdamW moments, in the main process: in its RAM, which on a GPU is host memory
+        # (offloaded), not the device's
+        gather = trained * max(dtype, ADAMW_BYTES)
         split["checkpoint_gather_gb"] = round(gather / GB, 6)
         if hw.kind == "cpu":
             peak = max(peak, steady + gather)
@@ -266,12 +270,13 @@ def layout_note(plan: RunPlan) -> str | None:
         return None
     zero = "DeepSpeed ZeRO is not modelled (measured numbers: docs/distributed.md)"
     if sharded_over(plan) == 1:
-        return ("memory is per process under DDP, which keeps the whole model, its gradients "
-                f"and AdamW moments in every process (--sharding fsdp splits them); {zero}")
+        return ("memory is per process under DDP, which keeps the whole model and AdamW "
+                "moments in every process, and the gradients in its all-reduce buckets for "
+                f"the whole run (--sharding fsdp splits them); {zero}")
     return (f"memory is per process under FSDP: weights, gradients and AdamW moments split "
             f"{plan.processes} ways, plus whole units while they compute; each checkpoint "
-            f"gathers the trained weights and moments in the main process's RAM (host memory "
-            f"on GPUs); {zero}")
+            "gathers the trained weights, then their moments, in the main process's RAM "
+            f"(host memory on GPUs); {zero}")
 
 
 def schedule(plan: RunPlan) -> tuple[int, int]:

@@ -39,8 +39,8 @@ def hardware_profile(name: str | None, threads: int | None = None,
         return cpu_profile(threads, cache_dir)
     key = name.lower().replace(" ", "").replace("_", "-")
     if key not in GPUS:
-        raise ConfigError([f"--hardware {name!r}: unknown; choose cpu or one of "
-                           f"{', '.join(GPUS)}"])
+        raise ConfigError([(f"--hardware {name!r}: unknown; choose cpu or one of "
+                            f"{', '.join(GPUS)}")])
     label, tflops, memory, bandwidth = GPUS[key]
     return Hardware(label, "gpu", tflops, bandwidth, GPU_EFFICIENCY, memory, GPU_RUNTIME_GB,
                     note=f"catalogue peak; efficiency {GPU_EFFICIENCY} assumed, not measured")

@@ -50,6 +50,7 @@ from tunesmith.training.checkpoint import (
 from tunesmith.training.methods import Method
 from tunesmith.training.overtraining import overtraining_warning, settle_overtraining
 from tunesmith.training.progress import Progress, logged_eval_losses, peak_memory, trim_metrics
+from tunesmith.training.replicas import ddp_placement
 from tunesmith.training.schedule import Schedule, schedule_for
 from tunesmith.training.sharding import (
     ModelShards,
@@ -228,8 +229,9 @@ def _start(inputs: TrainInputs, cfg: TrainingConfig) -> _Session:
     if cpu_fsdp:
         optimizer = accelerator.prepare(optimizer)  # no DDP around the FSDP2 module
     else:
+        place = ddp_placement(accelerator, module)
         with deepspeed_config_errors():
-            module, optimizer = accelerator.prepare(module, optimizer)
+            module, optimizer = accelerator.prepare(module, optimizer, device_placement=place)
     module.train()
     sharding = sharding_of(module)
     keep_copies(model, sharding is None)  # bf16 copies of frozen weights: unsharded only
@@ -330,10 +332,16 @@ def _train(run: _Session, inputs: TrainInputs, cfg: TrainingConfig) -> TrainResu
 
 
 def _save(run: _Session, inputs: TrainInputs, cfg: TrainingConfig) -> None:
-    """Checkpoint: every process gathers when the model is sharded; the main one writes."""
-    weights = run.shards.trainable_state(inputs.method)
-    optimizer = run.shards.optimizer_state(run.optimizer)
-    if weights is None or optimizer is None:
+    """Checkpoint: every process gathers when the model is sharded; the main one writes,
+    the weights before the optimizer state is gathered (it never holds both whole)."""
+    def weights() -> Any:
+        return run.shards.trainable_state(inputs.method)
+
+    def optimizer() -> Any:
+        return run.shards.optimizer_state(run.optimizer)
+
+    if not run.accelerator.is_main_process:
+        weights(), optimizer()  # this process's part of each gather, in the same order
         return
     ckpt_dir = inputs.out_dir / "checkpoints"
     save_checkpoint(ckpt_dir, run.state, weights, optimizer, run.scheduler)

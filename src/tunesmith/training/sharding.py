@@ -199,6 +199,8 @@ class ModelShards:
             return method.trainable_state(self.model) if self.main else None
         if self.kind == "zero3":
             return self._zero3_state()
+        if self.kind == "fsdp2":
+            return self._fsdp2_state()
         from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
         full = get_model_state_dict(self.root, options=_full_options(self.root))
@@ -264,6 +266,23 @@ class ModelShards:
         """Trained weights in the order the optimizer was built with (model.parameters())."""
         return [(n[len(ROOT):], p) for n, p in _named(self.root) if p.requires_grad
                 and n.startswith(ROOT)]
+
+    def _fsdp2_state(self) -> dict[str, Any] | None:
+        """Gather the trained weights alone, one all-gather each. `get_model_state_dict`
+        gathers the frozen base too before it drops it: for LoRA on SmolLM2-135M over 2 CPU
+        processes that made the checkpoint, at +0.4 GB, the run's peak."""
+        from torch.distributed.fsdp import FSDPModule
+        from torch.distributed.tensor import DTensor
+
+        for module in self.root.modules():  # the root stays gathered after a forward pass
+            if isinstance(module, FSDPModule):
+                module.reshard()
+        state = {}
+        for name, p in self._trainable():
+            whole = p.full_tensor() if isinstance(p, DTensor) else p.detach().clone()
+            if self.main:
+                state[name] = whole.detach().to("cpu")
+        return state if self.main else None
 
     def _trainable_names(self) -> list[str]:
         return [name for name, _ in self._trainable()]
@@ -423,13 +442,18 @@ def _by_name(saved: dict[str, Any], optimizer: Any, names: dict[int, str]) -> di
 def accelerator_options() -> dict[str, Any]:
     """How the Accelerator finds its device: CPU when there is no GPU, except under DeepSpeed,
     which accelerate starts only without `cpu=True`; there it gets gloo named, or it would
-    see no backend and run each process alone."""
-    from accelerate.utils import InitProcessGroupKwargs
+    see no backend and run each process alone.
+
+    DDP keeps each gradient as a view into its all-reduce buckets instead of a second copy
+    (`gradient_as_bucket_view`): full fine-tuning of SmolLM2-135M over 2 CPU processes peaked
+    at 3.40 GB per process with the copy, 2.9 GB without. Only DDP reads this setting."""
+    from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
 
     if deepspeed_requested():
         check_deepspeed_installed()
+    ddp = DistributedDataParallelKwargs(gradient_as_bucket_view=True)
     if torch.cuda.is_available():
-        return {"cpu": False}
+        return {"cpu": False, "kwargs_handlers": [ddp]}
     if deepspeed_requested():
         return {"cpu": False, "kwargs_handlers": [InitProcessGroupKwargs(backend="gloo")]}
-    return {"cpu": True}
+    return {"cpu": True, "kwargs_handlers": [ddp]}
