@@ -46,6 +46,7 @@ class _Buffer:
         self.handle, self.path = handle, path
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
         self.text, self.pos, self.lines, self.eof = "", 0, 0, False
+        self.counted, self.newlines = 0, 0  # newlines in text[:counted]
 
     def more(self) -> bool:
         """Read one more chunk; False at the end of the file."""
@@ -54,8 +55,9 @@ class _Buffer:
         raw = self.handle.read(CHUNK)
         self.eof = not raw
         piece = self.decoder.decode(raw, final=self.eof)
-        self.lines += self.text.count("\n", 0, self.pos)
+        self.lines += self._newlines_before(self.pos)
         self.text, self.pos = self.text[self.pos :] + piece, 0
+        self.counted, self.newlines = 0, 0
         return not self.eof or bool(piece)
 
     def skip_space(self) -> str:
@@ -68,7 +70,16 @@ class _Buffer:
 
     def line(self, offset: int | None = None) -> int:
         end = self.pos if offset is None else offset
-        return self.lines + self.text.count("\n", 0, end) + 1
+        return self.lines + self._newlines_before(end) + 1
+
+    def _newlines_before(self, end: int) -> int:
+        """Newlines in text[:end]; each stretch is counted once as the position moves on
+        (counting from the chunk's start for every item made reading quadratic)."""
+        if end < self.counted:
+            return self.text.count("\n", 0, end)
+        self.newlines += self.text.count("\n", self.counted, end)
+        self.counted = end
+        return self.newlines
 
 
 def read_json_array(path: Path, handle: IO[bytes]) -> Iterator[RawRow]:
