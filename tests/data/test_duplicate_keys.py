@@ -136,3 +136,11 @@ def test_data_check_lists_repeated_key_rows_and_stops_on_a_repeated_column(
     code = main(["data", "check", str(table), "--out", str(tmp_path / "r2"), "--no-lengths"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "column name 'completion' names 2" in err
+
+
+def test_a_bom_inside_a_jsonl_file_is_still_named(tmp_path: Path) -> None:
+    # the reader decodes with its own decoder, which, unlike json.loads, does not name a BOM
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(f"{GOOD}\n".encode() + b"\xef\xbb\xbf" + f"{GOOD}\n".encode())
+    reason = "broken JSON: Unexpected UTF-8 BOM (decode using utf-8-sig) at column 1"
+    assert _reasons(path) == [None, reason]

@@ -238,6 +238,9 @@ def _read_jsonl(path: Path, lines: Iterator[str], notes: ReadNotes,
 
 def _parse_json_object(ref: RowRef, line: str, decoder: json.JSONDecoder,
                        repeats: list[RepeatedKeys]) -> RawRow:
+    if line.startswith("\ufeff"):  # a file joined after one with a BOM; json.loads says so
+        return RawRow(ref, None, "broken JSON: Unexpected UTF-8 BOM (decode using utf-8-sig) "
+                      "at column 1", line)
     try:
         value = decoder.decode(line)
     except json.JSONDecodeError as err:
@@ -246,13 +249,13 @@ def _parse_json_object(ref: RowRef, line: str, decoder: json.JSONDecoder,
         return RawRow(ref, None, f"unreadable JSON: {str(err)[:120]}", line[:1000])
     if not isinstance(value, dict):
         return RawRow(ref, None, f"expected a JSON object, found {json_kind(value)}", line)
-    if repeats:
-        return RawRow(ref, None, repeated_key_reason(value), line)
     if SURROGATE_ESCAPE.search(line) and lone_surrogate(value):
         return RawRow(ref, None, LONE_SURROGATE_REASON, line)
     non_finite = NON_FINITE_WORD.search(line) and non_finite_reason(value)
     if non_finite:
         return RawRow(ref, None, non_finite, line)
+    if repeats:
+        return RawRow(ref, None, repeated_key_reason(value), line)
     return RawRow(ref, value, text=line)
 
 
