@@ -26,16 +26,20 @@ class _Handler(BaseHTTPRequestHandler):
                                 "finish_reason": "stop"}]}
         self._send(200, json.dumps(payload).encode())
 
-    def _send(self, status: int, data: bytes, length: int | None = None) -> None:
+    def _send(self, status: int, data: bytes, length: int | None = None,
+              headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data) if length is None else length))
         self.end_headers()
         self.wfile.write(data)
 
     def _misbehave(self, fault: str) -> None:
         """close: hang up without a reply; short: half the promised body; html: a web page;
-        big: a body past the client's cap; a number: that HTTP status."""
+        big: a body past the client's cap; a number: that HTTP status, with the header
+        after it if one is given ("429 Retry-After: 7")."""
         if fault == "close":
             self.close_connection = True
         elif fault == "short":
@@ -46,7 +50,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "big":
             self._send(200, b" " * (MAX_REPLY_BYTES + 10))
         else:
-            self._send(int(fault), b'{"error": "busy"}')
+            status, _, header = fault.partition(" ")
+            name, _, value = header.partition(": ")
+            self._send(int(status), b'{"error": "busy"}', headers={name: value} if name else None)
 
     def log_message(self, *args) -> None:
         pass

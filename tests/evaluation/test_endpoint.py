@@ -1,10 +1,15 @@
+import email.utils
+import time
+
 import pytest
 
 from tunesmith.evaluation.endpoint import (
+    RETRY_AFTER_CAP_S,
     ChatEndpoint,
     EndpointError,
     judge_answers,
     judge_verdict,
+    retry_after_s,
 )
 
 from .fake_openai import FakeOpenAI
@@ -88,3 +93,47 @@ def test_content_not_text_is_one_clear_error(content, shown):
     expected = f"message.content is {shown}.*expected a string"
     with FakeOpenAI(content) as url, pytest.raises(EndpointError, match=expected):
         _ask(url)
+
+
+def _waits(faults: list[str], delays: tuple[float, ...] = (0.25, 0.5)) -> list[float]:
+    """The pauses the client took before each new try (slept through no time)."""
+    waits: list[float] = []
+    fake = FakeOpenAI("fine", faults=faults)
+    with fake as url:
+        endpoint = ChatEndpoint(url, "m", timeout_s=5, retry_delays_s=delays, sleep=waits.append)
+        assert endpoint.chat([{"role": "user", "content": "x"}], 4)[0] == "fine"
+    assert len(fake.requests) == len(faults) + 1
+    return waits
+
+
+def test_retry_after_seconds_replaces_the_fixed_pause():
+    assert _waits(["429 Retry-After: 7", "503 Retry-After: 0"]) == [7.0, 0.0]
+
+
+def test_retry_after_http_date_is_waited_until():
+    soon = email.utils.formatdate(time.time() + 30, usegmt=True)
+    [wait] = _waits([f"503 Retry-After: {soon}"])
+    assert 28.5 <= wait <= 30.0  # the date has whole seconds
+
+
+def test_retry_after_is_capped():
+    later = email.utils.formatdate(time.time() + 7200, usegmt=True)
+    assert _waits(["429 Retry-After: 3600", f"503 Retry-After: {later}"]) == [
+        RETRY_AFTER_CAP_S, RETRY_AFTER_CAP_S]
+
+
+def test_without_a_usable_retry_after_the_fixed_pause_is_kept():
+    # unreadable, negative, absent, and on a status that does not use the header
+    faults = ["429 Retry-After: soon", "503 Retry-After: -5", "429", "502 Retry-After: 9"]
+    assert _waits(faults, delays=(0.25, 0.5, 1.0, 2.0)) == [0.25, 0.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("value, seconds", [
+    ("120", 120.0), (" 1.5 ", 1.5), ("Wed, 21 Oct 2015 07:28:00 GMT", 10.0),
+    ("Wednesday, 21-Oct-15 07:28:00 GMT", 10.0), ("Wed Oct 21 07:28:00 2015", 10.0),
+    ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0), ("-1", None), ("nan", None), ("soon", None),
+    ("", None), (None, None),
+])
+def test_retry_after_header_forms(value, seconds):
+    now = 1445412470.0  # 10 s before Wed, 21 Oct 2015 07:28:00 GMT
+    assert retry_after_s(value, now) == seconds

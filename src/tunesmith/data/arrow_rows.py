@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from tunesmith.data.readers import RawRow, ReadNotes
+from tunesmith.data.readers import RawRow, ReadNotes, refuse_repeated_columns
 from tunesmith.data.records import RowRef
 from tunesmith.errors import DataError
 
@@ -22,6 +22,8 @@ def read_arrow_file(path: Path, source: str, start: int = 0) -> Iterator[RawRow]
 
     number = start
     for batch in _batches(path, pa):
+        if number == start:
+            refuse_repeated_columns(path, batch.schema.names)
         for value in batch.to_pylist():
             number += 1
             yield RawRow(RowRef(source, number, "row"), value)

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from tunesmith.data.json_keys import RepeatedKeys, dumps_with_repeats, repeated_key_reason
 from tunesmith.data.readers import (
     LONE_SURROGATE_REASON,
     NON_FINITE_WORD,
@@ -27,13 +28,13 @@ from tunesmith.data.readers import (
     non_finite_reason,
     not_utf8_reason,
     refuse_utf16,
+    row_decoder,
 )
 from tunesmith.data.records import RowRef, json_kind
 from tunesmith.errors import DataError
 
 CHUNK = 1 << 20  # characters decoded per read
 _ESCAPED = re.compile("[\udc80-\udcff]")  # a byte that was not UTF-8, after surrogateescape
-_DECODER = json.JSONDecoder(parse_constant=NonFinite)
 _SPACE = " \t\r\n"
 
 
@@ -46,6 +47,7 @@ class _Buffer:
         self.handle, self.path = handle, path
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
         self.text, self.pos, self.lines, self.eof = "", 0, 0, False
+        self.counted, self.newlines = 0, 0  # newlines in text[:counted]
 
     def more(self) -> bool:
         """Read one more chunk; False at the end of the file."""
@@ -54,8 +56,9 @@ class _Buffer:
         raw = self.handle.read(CHUNK)
         self.eof = not raw
         piece = self.decoder.decode(raw, final=self.eof)
-        self.lines += self.text.count("\n", 0, self.pos)
+        self.lines += self._newlines_before(self.pos)
         self.text, self.pos = self.text[self.pos :] + piece, 0
+        self.counted, self.newlines = 0, 0
         return not self.eof or bool(piece)
 
     def skip_space(self) -> str:
@@ -68,7 +71,16 @@ class _Buffer:
 
     def line(self, offset: int | None = None) -> int:
         end = self.pos if offset is None else offset
-        return self.lines + self.text.count("\n", 0, end) + 1
+        return self.lines + self._newlines_before(end) + 1
+
+    def _newlines_before(self, end: int) -> int:
+        """Newlines in text[:end]; each stretch is counted once as the position moves on
+        (counting from the chunk's start for every item made reading quadratic)."""
+        if end < self.counted:
+            return self.text.count("\n", 0, end)
+        self.newlines += self.text.count("\n", self.counted, end)
+        self.counted = end
+        return self.newlines
 
 
 def read_json_array(path: Path, handle: IO[bytes]) -> Iterator[RawRow]:
@@ -81,6 +93,7 @@ def read_json_array(path: Path, handle: IO[bytes]) -> Iterator[RawRow]:
         return
     buf.pos += 1
     number = 0
+    decoder, repeats = row_decoder()
     while True:
         char = buf.skip_space()
         if char == "]":
@@ -92,9 +105,11 @@ def read_json_array(path: Path, handle: IO[bytes]) -> Iterator[RawRow]:
             _broken(buf, f"expected ',' or ']' after item {number}, found {char!r}")
         number += 1
         line = buf.line()
-        value, text = _next_value(buf)
-        yield _row(RowRef(str(path), number, "item"), value, text, line,
+        repeats.clear()
+        value, text = _next_value(buf, decoder)
+        row = _row(RowRef(str(path), number, "item"), value, text, line,
                    bool(SURROGATE_ESCAPE.search(text)), bool(NON_FINITE_WORD.search(text)))
+        yield _reject_repeats(row, bool(repeats), text)
 
 
 def _row(ref: RowRef, value: object, text: str, line: int | None, halves: bool,
@@ -121,12 +136,21 @@ def _row(ref: RowRef, value: object, text: str, line: int | None, halves: bool,
     return RawRow(ref, value)
 
 
-def _next_value(buf: _Buffer) -> tuple[object, str]:
+def _reject_repeats(row: RawRow, may_repeat: bool, text: str) -> RawRow:
+    """The row, or rejected when an object in it repeats a key (`may_repeat`: the decoder
+    noted one in the item, or in the file); the kept text holds every value."""
+    reason = may_repeat and row.value is not None and repeated_key_reason(row.value)
+    if not reason:
+        return row
+    return RawRow(row.ref, None, reason, text or dumps_with_repeats(row.value, _word))
+
+
+def _next_value(buf: _Buffer, decoder: json.JSONDecoder) -> tuple[object, str]:
     """Decode the value at the position, reading more chunks while it is incomplete; return
     it with its text."""
     while True:
         try:
-            value, end = _DECODER.raw_decode(buf.text, buf.pos)
+            value, end = decoder.raw_decode(buf.text, buf.pos)
         except json.JSONDecodeError as err:
             # read before more(), which moves the text's start
             line, escaped = buf.line(err.pos), _ESCAPED.match(buf.text, err.pos)
@@ -154,8 +178,9 @@ def _broken(buf: _Buffer, what: str, line: int | None = None) -> None:
 def _read_whole(path: Path, buf: _Buffer) -> Iterator[RawRow]:
     while buf.more():
         pass
+    decoder, repeats = row_decoder()
     try:
-        data = json.loads(buf.text, parse_constant=NonFinite)
+        data = decoder.decode(buf.text)
     except (ValueError, RecursionError) as err:
         if not isinstance(err, json.JSONDecodeError):
             raise DataError(f"{path}: unreadable JSON ({str(err)[:120]})") from None
@@ -163,6 +188,9 @@ def _read_whole(path: Path, buf: _Buffer) -> Iterator[RawRow]:
             f"{path}:{err.lineno}: broken JSON ({err.msg} at column {err.colno}); "
             "a .json file must hold one array of objects (use .jsonl for one object per line)"
         ) from None
+    if isinstance(data, RepeatedKeys):
+        raise DataError(f"{path}: the top-level object gives {data.key!r} {data.count} times; "
+                        "JSON readers keep only the last value: keep one")
     if isinstance(data, dict):
         lists = [k for k, v in data.items() if isinstance(v, list)]
         if len(lists) != 1:
@@ -176,7 +204,8 @@ def _read_whole(path: Path, buf: _Buffer) -> Iterator[RawRow]:
     constants = bool(NON_FINITE_WORD.search(buf.text))
     for number, value in enumerate(data, start=1):
         text = json.dumps(value, ensure_ascii=False, default=_word) if escaped else ""
-        yield _row(RowRef(str(path), number, "item"), value, text, None, halves, constants)
+        row = _row(RowRef(str(path), number, "item"), value, text, None, halves, constants)
+        yield _reject_repeats(row, bool(repeats), text)
 
 
 def _word(value: object) -> float:

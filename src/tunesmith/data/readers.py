@@ -12,12 +12,13 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from tunesmith.data.json_keys import RepeatedKeys, key_recorder, repeated_key_reason
 from tunesmith.data.records import RowRef, json_kind
 from tunesmith.errors import DataError, DataFileNotFound
 
@@ -94,6 +95,17 @@ def _read_text_rows(path: Path, fmt: str, notes: ReadNotes) -> Iterator[RawRow]:
                            f"or Latin-1: iconv -f cp1252 -t utf-8 {path.name} > utf8.{fmt}")
 
 
+def refuse_repeated_columns(path: Path | str, names: list[str]) -> None:
+    """Stop on a table that names a column twice: each row would keep only the last of its
+    values. Blank names are left alone: no row shape or mapping reads an unnamed column."""
+    counts = Counter(name for name in names if name.strip())
+    repeated = [f"{name!r} names {count}" for name, count in counts.items() if count > 1]
+    if repeated:
+        raise DataError(f"{path}: the column name {', '.join(repeated)} columns; a row would "
+                        "keep only the last such column's value and lose the others; rename "
+                        "or remove the extra column")
+
+
 def _skip_bom(handle: IO[bytes], path: Path, notes: ReadNotes) -> IO[bytes]:
     if handle.read(3) == b"\xef\xbb\xbf":
         notes.fixes.append(f"{path}: removed a UTF-8 byte-order mark")
@@ -144,6 +156,13 @@ class NonFinite:
 
     def __init__(self, word: str) -> None:
         self.word = word
+
+
+def row_decoder() -> tuple[json.JSONDecoder, list[RepeatedKeys]]:
+    """A JSON decoder for rows, reading NaN/Infinity as NonFinite, and the list where it notes
+    each object that repeats a key (clear it before each row)."""
+    hook, repeats = key_recorder()
+    return json.JSONDecoder(parse_constant=NonFinite, object_pairs_hook=hook), repeats
 
 
 def non_finite_reason(value: Any, where: str = "") -> str | None:
@@ -202,6 +221,7 @@ def _not_utf8(bad: dict[int, int], numbers: list[int]) -> str | None:
 def _read_jsonl(path: Path, lines: Iterator[str], notes: ReadNotes,
                 bad: dict[int, int]) -> Iterator[RawRow]:
     blank = 0
+    decoder, repeats = row_decoder()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             blank += 1
@@ -210,14 +230,19 @@ def _read_jsonl(path: Path, lines: Iterator[str], notes: ReadNotes,
         if error:
             yield RawRow(RowRef(str(path), number), None, error, line.strip())
             continue
-        yield _parse_json_object(RowRef(str(path), number), line.strip())
+        repeats.clear()
+        yield _parse_json_object(RowRef(str(path), number), line.strip(), decoder, repeats)
     if blank > 0:
         notes.fixes.append(f"{path}: skipped {blank} blank line(s)")
 
 
-def _parse_json_object(ref: RowRef, line: str) -> RawRow:
+def _parse_json_object(ref: RowRef, line: str, decoder: json.JSONDecoder,
+                       repeats: list[RepeatedKeys]) -> RawRow:
+    if line.startswith("\ufeff"):  # a file joined after one with a BOM; json.loads says so
+        return RawRow(ref, None, "broken JSON: Unexpected UTF-8 BOM (decode using utf-8-sig) "
+                      "at column 1", line)
     try:
-        value = json.loads(line, parse_constant=NonFinite)
+        value = decoder.decode(line)
     except json.JSONDecodeError as err:
         return RawRow(ref, None, f"broken JSON: {err.msg} at column {err.colno}", line)
     except (ValueError, RecursionError) as err:  # huge integers, absurd nesting
@@ -229,6 +254,8 @@ def _parse_json_object(ref: RowRef, line: str) -> RawRow:
     non_finite = NON_FINITE_WORD.search(line) and non_finite_reason(value)
     if non_finite:
         return RawRow(ref, None, non_finite, line)
+    if repeats:
+        return RawRow(ref, None, repeated_key_reason(value), line)
     return RawRow(ref, value, text=line)
 
 
@@ -262,6 +289,7 @@ def _read_csv(path: Path, lines: Iterator[str], delimiter: str,
         return
     if _not_utf8(bad, [number for number, _ in source.taken]):
         raise DataError(f"{path}: the header line is not valid UTF-8; re-save the file as UTF-8")
+    refuse_repeated_columns(path, header)
     while True:
         source.taken = []
         row = next(reader, None)
@@ -315,6 +343,7 @@ def _read_parquet(path: Path) -> Iterator[RawRow]:
     number = 0
     try:
         table = pq.ParquetFile(path)
+        refuse_repeated_columns(path, table.schema_arrow.names)
         for batch in table.iter_batches(batch_size=4096):
             for value in batch.to_pylist():
                 number += 1

@@ -13,6 +13,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunesmith.data.json_keys import key_recorder, repeated_key_reason
 from tunesmith.data.records import ROLES, Conversation, Message, RowRef, json_kind
 
 SHAPES = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text", "mapped")
@@ -96,17 +97,26 @@ def read_tools(value: Any) -> list[dict[str, Any]] | None:
     schemas (`name`, `description`, `parameters`). None or an empty list means no tools.
     """
     if isinstance(value, str):
-        try:
-            value = json.loads(value) if value.strip() else None
-        except ValueError as err:
-            raise RowProblem("BadTools", f"tools is text but not JSON ({err}); expected a "
-                             "list of function schemas", "tools") from None
+        value = _tools_from_text(value)
     if value is None:
         return None
     if not isinstance(value, list):
         raise RowProblem("BadTools", f"expected a list of function schemas, found "
                          f"{json_kind(value)}", "tools")
     return [_read_tool(item, f"tools[{index}]") for index, item in enumerate(value)] or None
+
+
+def _tools_from_text(text: str) -> Any:
+    hook, repeats = key_recorder()
+    try:
+        value = json.loads(text, object_pairs_hook=hook) if text.strip() else None
+    except ValueError as err:
+        raise RowProblem("BadTools", f"tools is text but not JSON ({err}); expected a "
+                         "list of function schemas", "tools") from None
+    if repeats:  # the text's own objects: the row's reader saw one string
+        reason = repeated_key_reason(value, "tools")
+        raise RowProblem("BadTools", f"the JSON text of tools has a {reason}", "tools")
+    return value
 
 
 def _read_tool(item: Any, where: str) -> dict[str, Any]:

@@ -6,14 +6,18 @@ when needed, comes from $OPENAI_API_KEY and is sent only to the URL the config n
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import json
 import logging
+import math
 import os
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timezone
 from typing import Any
 
 from tunesmith.errors import TunesmithError
@@ -24,6 +28,10 @@ logger = logging.getLogger(__name__)
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 # statuses a busy or restarting server gives; asked again after a pause
 RETRY_STATUSES = (429, 502, 503, 504)
+# statuses whose Retry-After header (seconds or an HTTP-date) replaces the fixed pause; a
+# longer wait than the cap is cut to it, so one busy server cannot stall an evaluation for hours
+RETRY_AFTER_STATUSES = (429, 503)
+RETRY_AFTER_CAP_S = 60.0
 
 JUDGE_RUBRIC = (
     "You check whether an answer is supported by a source text. An answer is SUPPORTED when "
@@ -45,6 +53,8 @@ class ChatEndpoint:
     model: str
     timeout_s: float = 120.0
     retry_delays_s: tuple[float, ...] = (1.0, 2.0, 4.0)
+    # the pause between tries; tests pass a recorder so they need not wait
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
 
     @classmethod
     def parse(cls, spec: str) -> ChatEndpoint:
@@ -101,9 +111,12 @@ class ChatEndpoint:
                 if not delays:
                     raise EndpointError(f"{where}: {err}; gave up after "
                                         f"{len(self.retry_delays_s) + 1} tries") from None
-                delay = delays.pop(0)
-                logger.warning("%s: %s; asking again in %gs", where, err, delay)
-                time.sleep(delay)
+                delay, why = delays.pop(0), ""
+                if err.retry_after_s is not None:
+                    delay = min(err.retry_after_s, RETRY_AFTER_CAP_S)
+                    why = f" (Retry-After {err.retry_after_s:g}s, at most {RETRY_AFTER_CAP_S:g}s)"
+                logger.warning("%s: %s; asking again in %gs%s", where, err, delay, why)
+                self.sleep(delay)
 
     def _read(self, request: urllib.request.Request) -> bytes:
         """The reply body; _Transient for failures worth another try, EndpointError else."""
@@ -114,7 +127,9 @@ class ChatEndpoint:
                 promised = response.headers.get("Content-Length", "")
         except urllib.error.HTTPError as err:
             if err.code in RETRY_STATUSES:
-                raise _Transient(f"HTTP {err.code} {err.reason}") from None
+                wait = (retry_after_s(err.headers.get("Retry-After"))
+                        if err.code in RETRY_AFTER_STATUSES and err.headers else None)
+                raise _Transient(f"HTTP {err.code} {err.reason}", wait) from None
             raise EndpointError(f"{where}: HTTP {err.code} {err.reason}: "
                                 f"{_snippet(err.read(400))}") from None
         except (http.client.IncompleteRead, ConnectionResetError, ConnectionAbortedError,
@@ -138,7 +153,35 @@ class ChatEndpoint:
 
 
 class _Transient(Exception):
-    """A failure that another try may not meet: a dropped connection or a busy server."""
+    """A failure that another try may not meet: a dropped connection or a busy server, with
+    the pause the server asked for (Retry-After, seconds) when it named one."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def retry_after_s(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a Retry-After header asks to wait (delay-seconds or an HTTP-date, RFC 9110
+    10.2.3); None when absent or unreadable. A date in the past gives 0. `now`: Unix time."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        return _seconds_until(text, time.time() if now is None else now)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _seconds_until(date: str, now: float) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is GMT; a zone-less one is read as such
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - now)
 
 
 def _is_text_part(part: Any) -> bool:
