@@ -112,6 +112,19 @@ def test_tables_naming_a_column_twice_stop_with_the_column(tmp_path: Path) -> No
             list(read_rows(path))
 
 
+
+def test_parquet_struct_naming_a_field_twice_stops_with_one_line(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = pa.StructArray.from_arrays([pa.array(["a"]), pa.array(["b"])],
+                                      names=["content", "content"])
+    path = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"prompt": ["p"], "meta": meta}), path)
+    with pytest.raises(DataError, match=r"a.parquet: a nested column names one field twice "
+                                        r"\(row 1 onwards\)"):
+        list(read_rows(path))
+
 def test_blank_column_names_may_repeat(tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
     path.write_text("prompt,completion,,\nOpposite of hot?,Cold.,,\n")

@@ -353,3 +353,9 @@ def _read_parquet(path: Path) -> Iterator[RawRow]:
         reason = " ".join(str(err).split())
         raise DataError(f"{path}: not a readable Parquet file ({where}: {reason}); expected "
                         "a file written by pyarrow, pandas or datasets; write it again") from None
+    except ValueError as err:  # pyarrow's to_pylist on a struct naming a field twice
+        if "duplicate field names" not in str(err):
+            raise
+        raise DataError(f"{path}: a nested column names one field twice (row {number + 1} "
+                        "onwards); a row would keep only one of its values; rename or remove "
+                        "the extra field") from None
