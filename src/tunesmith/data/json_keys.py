@@ -52,21 +52,34 @@ def key_recorder() -> tuple[Callable[[Pairs], dict[str, Any]], list[RepeatedKeys
     return hook, found
 
 
-def repeated_key_reason(value: Any, where: str = "") -> str | None:
-    """Why a parsed row must be rejected for a repeated key (naming its path, as
-    `messages[2].content`), or None without one."""
-    if isinstance(value, RepeatedKeys):
-        path = f"{where}.{value.key}" if where else value.key
-        return (f"duplicate key {path}: given {value.count} times in one object; JSON "
-                "readers keep only the last value and silently drop the others; keep one value")
+def first_reason(value: Any, reason: Callable[[Any, str], str | None],
+                 where: str = "") -> str | None:
+    """The first `reason(part, path)` that is not None, over `value` and every part inside
+    it, depth first; paths read like `messages[2].content`."""
+    found = reason(value, where)
+    if found:
+        return found
     items = (value.items() if isinstance(value, dict) else enumerate(value)
              if isinstance(value, list) else ())
     for key, item in items:
         inner = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else key
-        reason = repeated_key_reason(item, inner)
-        if reason:
-            return reason
+        found = first_reason(item, reason, inner)
+        if found:
+            return found
     return None
+
+
+def repeated_key_reason(value: Any, where: str = "") -> str | None:
+    """Why a parsed row must be rejected for a repeated key (naming its path), or None."""
+    return first_reason(value, _repeated, where)
+
+
+def _repeated(value: Any, where: str) -> str | None:
+    if not isinstance(value, RepeatedKeys):
+        return None
+    path = f"{where}.{value.key}" if where else value.key
+    return (f"duplicate key {path}: given {value.count} times in one object; JSON "
+            "readers keep only the last value and silently drop the others; keep one value")
 
 
 def dumps_with_repeats(value: Any, default: Callable[[Any], Any] | None = None) -> str:

@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tunesmith.data.json_keys import RepeatedKeys, key_recorder, repeated_key_reason
+from tunesmith.data.json_keys import (
+    RepeatedKeys,
+    first_reason,
+    key_recorder,
+    repeated_key_reason,
+)
 from tunesmith.data.records import RowRef, json_kind
 from tunesmith.errors import DataError, DataFileNotFound
 
@@ -165,20 +170,16 @@ def row_decoder() -> tuple[json.JSONDecoder, list[RepeatedKeys]]:
     return json.JSONDecoder(parse_constant=NonFinite, object_pairs_hook=hook), repeats
 
 
-def non_finite_reason(value: Any, where: str = "") -> str | None:
+def non_finite_reason(value: Any) -> str | None:
     """Why a parsed row must be rejected for a NaN/Infinity literal, or None without one."""
-    if isinstance(value, NonFinite):
-        field_name = where or "the row"
-        return (f"{field_name} is {value.word}, which JSON does not have; write null or a "
-                "number (or a string)")
-    items = (value.items() if isinstance(value, dict) else enumerate(value)
-             if isinstance(value, list) else ())
-    for key, item in items:
-        inner = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else key
-        reason = non_finite_reason(item, inner)
-        if reason:
-            return reason
-    return None
+    return first_reason(value, _non_finite)
+
+
+def _non_finite(value: Any, where: str) -> str | None:
+    if not isinstance(value, NonFinite):
+        return None
+    return (f"{where or 'the row'} is {value.word}, which JSON does not have; write null or "
+            "a number (or a string)")
 
 
 def lone_surrogate(value: Any) -> bool:
