@@ -87,3 +87,18 @@ def test_ddp_prepare_copies_nothing_and_sends_only_what_differs(tmp_path: Path, 
     assert "1 frozen tensors differed between processes" in done.stderr
     for name, value in seen["values"].items():  # rank 1's changed tensors are rank 0's now
         assert torch.equal(value, seen["other"][name]), name
+
+
+def test_frozen_fingerprint_tells_reordered_values_apart() -> None:
+    from tunesmith.training.replicas import _fingerprint
+
+    values = torch.randn(1000)
+    same = _fingerprint(values.clone(), chunk=64)
+    assert torch.equal(_fingerprint(values, chunk=64), same)
+    # other slices only round differently
+    assert torch.allclose(_fingerprint(values, chunk=1 << 22), same, rtol=1e-12, atol=0)
+    swapped = values.clone()
+    swapped[[3, 700]] = swapped[[700, 3]]
+    assert not torch.equal(_fingerprint(swapped, chunk=64), same)
+    codes = torch.tensor([1, 2, 250], dtype=torch.uint8)  # quantized weights: integer codes
+    assert _fingerprint(codes).tolist() == [253.0, 1 + 4 + 62500.0, 1 * 1 + 2 * 2 + 250 * 3]

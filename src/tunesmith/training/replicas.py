@@ -67,13 +67,14 @@ def hide_frozen_from_ddp(root: nn.Module) -> int:
 
 
 def _fingerprint(p: torch.Tensor, chunk: int = 1 << 22) -> torch.Tensor:
-    """Sum and sum of squares in float64, a slice at a time (no float64 copy of the whole
-    tensor); quantized codes count as their integer values."""
+    """Sum, sum of squares and a position-weighted sum in float64 (so reordered values
+    differ too), a slice at a time: no float64 copy of the whole tensor. Quantized codes
+    count as their integer values."""
     flat = p.detach().reshape(-1)
-    total = torch.zeros((), dtype=torch.float64, device=flat.device)
-    squares = torch.zeros((), dtype=torch.float64, device=flat.device)
+    sums = torch.zeros(3, dtype=torch.float64, device=flat.device)
     for start in range(0, flat.numel(), chunk):
         part = flat[start:start + chunk].to(torch.float64)
-        total += part.sum()
-        squares += part.square().sum()
-    return torch.stack([total, squares])
+        place = torch.arange(start, start + part.numel(), dtype=torch.float64,
+                             device=flat.device).remainder_(65521).add_(1)
+        sums += torch.stack([part.sum(), part.square().sum(), (part * place).sum()])
+    return sums
