@@ -77,3 +77,14 @@ def test_read_multiple_choice_errors_name_the_line(tmp_path):
 
     with pytest.raises(DataError, match="mc.jsonl:2"):
         read_multiple_choice(path)
+
+
+def test_read_multiple_choice_refuses_a_repeated_key(tmp_path):
+    # json keeps the last "gold" and would score against it without a word
+    path = tmp_path / "mc.jsonl"
+    path.write_text('{"query": "Q", "choices": ["a", "b"], "gold": 1}\n'
+                    '{"query": "Q", "choices": ["a", "b"], "gold": 0, "gold": 1}\n')
+    from tunesmith.errors import DataError
+
+    with pytest.raises(DataError, match="mc.jsonl:2: duplicate key gold: given 2 times"):
+        read_multiple_choice(path)

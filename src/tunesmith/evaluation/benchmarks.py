@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from tunesmith.data.json_keys import key_recorder, repeated_key_reason
 from tunesmith.errors import DataError, DataFileNotFound
 
 _BOOLQ_SPLIT = "\nQuestion: "
@@ -58,13 +59,16 @@ def read_squad(path: str | Path) -> list[GroundedQA]:
 
 def _jsonl(path: Path) -> list[tuple[int, dict]]:
     rows = []
+    hook, repeats = key_recorder()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            rows.append((number, json.loads(line)))
+            rows.append((number, json.loads(line, object_pairs_hook=hook)))
         except ValueError as err:
             raise DataError(f"{path}:{number}: not valid JSON ({err})") from None
+        if repeats:  # a scored benchmark must not drop a value silently
+            raise DataError(f"{path}:{number}: {repeated_key_reason(rows[-1][1])}")
     return rows
 
 
