@@ -125,6 +125,24 @@ def test_parquet_struct_naming_a_field_twice_stops_with_one_line(tmp_path: Path)
                                         r"\(row 1 onwards\)"):
         list(read_rows(path))
 
+@pytest.mark.parametrize("writer", ["file", "stream"])
+def test_arrow_struct_naming_a_field_twice_stops_with_one_line(tmp_path: Path,
+                                                               writer: str) -> None:
+    import pyarrow as pa
+
+    meta = pa.StructArray.from_arrays([pa.array(["a"]), pa.array(["b"])],
+                                      names=["content", "content"])
+    table = pa.table({"prompt": ["p"], "meta": meta})
+    path = tmp_path / "a.arrow"
+    with pa.OSFile(str(path), "wb") as sink:
+        new = pa.ipc.new_file if writer == "file" else pa.ipc.new_stream
+        with new(sink, table.schema) as out:
+            out.write_table(table)
+    with pytest.raises(DataError, match=r"a.arrow: a nested column names one field twice "
+                                        r"\(row 1 onwards\)"):
+        list(read_rows(path))
+
+
 def test_blank_column_names_may_repeat(tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
     path.write_text("prompt,completion,,\nOpposite of hot?,Cold.,,\n")

@@ -11,7 +11,12 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from tunesmith.data.readers import RawRow, ReadNotes, refuse_repeated_columns
+from tunesmith.data.readers import (
+    RawRow,
+    ReadNotes,
+    refuse_repeated_columns,
+    refuse_repeated_fields,
+)
 from tunesmith.data.records import RowRef
 from tunesmith.errors import DataError
 
@@ -24,7 +29,12 @@ def read_arrow_file(path: Path, source: str, start: int = 0) -> Iterator[RawRow]
     for batch in _batches(path, pa):
         if number == start:
             refuse_repeated_columns(path, batch.schema.names)
-        for value in batch.to_pylist():
+        try:
+            values = batch.to_pylist()
+        except ValueError as err:  # a struct naming a field twice
+            refuse_repeated_fields(path, err, number)
+            raise
+        for value in values:
             number += 1
             yield RawRow(RowRef(source, number, "row"), value)
 

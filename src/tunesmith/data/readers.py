@@ -355,8 +355,14 @@ def _read_parquet(path: Path) -> Iterator[RawRow]:
         raise DataError(f"{path}: not a readable Parquet file ({where}: {reason}); expected "
                         "a file written by pyarrow, pandas or datasets; write it again") from None
     except ValueError as err:  # pyarrow's to_pylist on a struct naming a field twice
-        if "duplicate field names" not in str(err):
-            raise
+        refuse_repeated_fields(path, err, number)
+        raise
+
+
+def refuse_repeated_fields(path: Path | str, err: ValueError, number: int) -> None:
+    """Stop with one line when pyarrow's to_pylist refused a struct naming a field twice
+    (`number`: rows read before); any other ValueError is left to the caller."""
+    if "duplicate field names" in str(err):
         raise DataError(f"{path}: a nested column names one field twice (row {number + 1} "
                         "onwards); a row would keep only one of its values; rename or remove "
                         "the extra field") from None
