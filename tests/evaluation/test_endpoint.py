@@ -1,4 +1,5 @@
 import email.utils
+import math
 import time
 
 import pytest
@@ -133,6 +134,9 @@ def test_without_a_usable_retry_after_the_fixed_pause_is_kept():
     ("Wednesday, 21-Oct-15 07:28:00 GMT", 10.0), ("Wed Oct 21 07:28:00 2015", 10.0),
     ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0), ("-1", None), ("nan", None), ("soon", None),
     ("", None), (None, None),
+    # not delay-seconds: a sign, Python's digit separator, other scripts' digits
+    ("+3", None), ("-0", None), ("1_000", None), ("\u0967\u0968", None), ("inf", None),
+    ("9" * 400, math.inf),  # too long to mean anything but "a long time": capped by the caller
 ])
 def test_retry_after_header_forms(value, seconds):
     now = 1445412470.0  # 10 s before Wed, 21 Oct 2015 07:28:00 GMT

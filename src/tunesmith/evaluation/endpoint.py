@@ -10,8 +10,8 @@ import email.utils
 import http.client
 import json
 import logging
-import math
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -161,17 +161,20 @@ class _Transient(Exception):
         self.retry_after_s = retry_after_s
 
 
+_DELAY_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")  # RFC 9110: digits; a fraction is read too
+
+
 def retry_after_s(value: str | None, now: float | None = None) -> float | None:
     """Seconds a Retry-After header asks to wait (delay-seconds or an HTTP-date, RFC 9110
     10.2.3); None when absent or unreadable. A date in the past gives 0. `now`: Unix time."""
     text = (value or "").strip()
     if not text:
         return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        return _seconds_until(text, time.time() if now is None else now)
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    if _DELAY_SECONDS.fullmatch(text):  # ASCII digits only: no sign, "_" or other scripts
+        return float(text)  # a huge value is capped by the caller, like any long one
+    if text[:1].isdigit() or text[:1] in "+-.":
+        return None  # a number, but not delay-seconds ("1.5", "-0", "+3", "1_000")
+    return _seconds_until(text, time.time() if now is None else now)
 
 
 def _seconds_until(date: str, now: float) -> float | None:
