@@ -57,7 +57,11 @@ def test_two_processes_match_one(tmp_path: Path, toy_dir: Path, write_jsonl, pac
     summary = json.loads((tmp_path / "two/summary.json").read_text())
     assert summary["training"]["world_size"] == 2
     assert summary["training"]["steps"] == (3 if budget else 6)
-    assert json.loads((tmp_path / "one/summary.json").read_text())["training"]["world_size"] == 1
+    alone = json.loads((tmp_path / "one/summary.json").read_text())["training"]
+    assert alone["world_size"] == 1
+    # token counts are of every process: the same examples, the same totals
+    for count in ("tokens", "supervised_tokens"):
+        assert summary["training"][count] == alone[count] > 0, count
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     assert a.keys() == b.keys() and len(a) > 0
     # relative 1e-5 per tensor (Frobenius norm): the two runs sum gradients in a different

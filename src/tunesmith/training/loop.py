@@ -419,9 +419,12 @@ def _optimizer_step(run: _Session, inputs: TrainInputs, cfg: TrainingConfig) -> 
     micro = [[inputs.train[i] for i in rows] or [_silent(inputs.train[0])]
              for rows in run.schedule.micro_batches(state.step, accelerator.process_index)]
     batches = [_collate(examples, inputs.pad_id, cfg, run.pack_length) for examples in micro]
-    local = sum(b.supervised for b in batches)  # counted on the host: no device sync
-    global_count = local if accelerator.num_processes == 1 else int(accelerator.reduce(
-        torch.tensor([float(local)], device=accelerator.device), reduction="sum").item())
+    # supervised and trained tokens of every process, counted on the host: no device sync
+    local = [sum(b.supervised for b in batches),
+             sum(len(e.input_ids) for examples in micro for e in examples if e.supervised)]
+    global_count, tokens = local if accelerator.num_processes == 1 else (int(n) for n in (
+        accelerator.reduce(torch.tensor(local, dtype=torch.float64, device=accelerator.device),
+                           reduction="sum").tolist()))
     if global_count == 0:
         state.skipped_batches += 1  # never logged as loss 0.0
         scheduler.step()
@@ -437,13 +440,13 @@ def _optimizer_step(run: _Session, inputs: TrainInputs, cfg: TrainingConfig) -> 
             loss, _ = module(**_to(batch, accelerator.device))
             accelerator.backward(loss * scale)
         summed += loss.detach().double()  # stays on the device until the step ends
-        state.tokens += sum(len(e.input_ids) for e in micro[index] if e.supervised)
     if cfg.max_grad_norm:
         accelerator.clip_grad_norm_(module.parameters(), cfg.max_grad_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     state.supervised_tokens += int(global_count)
+    state.tokens += tokens
     total_loss = accelerator.reduce(summed, reduction="sum").item()  # the step's one sync
     return total_loss / global_count
 
