@@ -69,22 +69,16 @@ def test_forgetting_report_drop_and_warning():
     assert compare_retention(before, before, 2.0).drop_points == 0.0
 
 
-def test_read_multiple_choice_errors_name_the_line(tmp_path):
-    path = tmp_path / "mc.jsonl"
-    path.write_text('{"query": "Q", "choices": ["a", "b"], "gold": 1}\n'
-                    '{"query": "Q", "choices": ["a"], "gold": 3}\n')
-    from tunesmith.errors import DataError
-
-    with pytest.raises(DataError, match="mc.jsonl:2"):
-        read_multiple_choice(path)
-
-
-def test_read_multiple_choice_refuses_a_repeated_key(tmp_path):
+@pytest.mark.parametrize(("second", "message"), [
+    ('{"query": "Q", "choices": ["a"], "gold": 3}', "mc.jsonl:2"),
     # json keeps the last "gold" and would score against it without a word
+    ('{"query": "Q", "choices": ["a", "b"], "gold": 0, "gold": 1}',
+     "mc.jsonl:2: duplicate key gold: given 2 times"),
+])
+def test_read_multiple_choice_errors_name_the_line(tmp_path, second, message):
     path = tmp_path / "mc.jsonl"
-    path.write_text('{"query": "Q", "choices": ["a", "b"], "gold": 1}\n'
-                    '{"query": "Q", "choices": ["a", "b"], "gold": 0, "gold": 1}\n')
+    path.write_text('{"query": "Q", "choices": ["a", "b"], "gold": 1}\n' + second + "\n")
     from tunesmith.errors import DataError
 
-    with pytest.raises(DataError, match="mc.jsonl:2: duplicate key gold: given 2 times"):
+    with pytest.raises(DataError, match=message):
         read_multiple_choice(path)
